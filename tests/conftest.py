@@ -9,13 +9,13 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.servers import RedisServer, test_database_url, test_redis_url
+from tests.servers import RedisServer, configured_database_url, configured_redis_url
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """URL of a real Redis: the one named by TASKGATE_TEST_REDIS_URL or a private one."""
-    url = test_redis_url()
+    url = configured_redis_url()
     if url:
         yield url
         return
@@ -49,7 +49,7 @@ def sqlite_url(tmp_path) -> str:
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> str:
-    url = test_database_url()
+    url = configured_database_url()
     if not url:
         pytest.skip("TASKGATE_TEST_DATABASE_URL is not set; PostgreSQL tests need it")
     return url

@@ -99,9 +99,9 @@ class RedisServer:
         self.start()
 
 
-def test_redis_url() -> str | None:
+def configured_redis_url() -> str | None:
     return os.environ.get("TASKGATE_TEST_REDIS_URL") or None
 
 
-def test_database_url() -> str | None:
+def configured_database_url() -> str | None:
     return os.environ.get("TASKGATE_TEST_DATABASE_URL") or None
