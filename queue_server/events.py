@@ -1,0 +1,52 @@
+"""Announce committed state changes on ``<prefix>:events`` and cache final runs in Redis.
+
+Both happen only after the batch that made the change has committed, so a subscriber
+never hears of a state that SQL does not hold. The cached run view is a fast path for
+readers; SQL keeps the result itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import redis.asyncio as aioredis
+
+from queue_server.keys import Keys
+from queue_server.protocol import StateEvent, TaskRunView
+
+logger = logging.getLogger(__name__)
+
+
+class EventPublisher:
+    """Publishes StateEvents and caches final TaskRunViews."""
+
+    def __init__(self, redis: aioredis.Redis, keys: Keys, result_cache_ttl: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.result_cache_ttl = result_cache_ttl
+
+    async def publish(
+        self, events: Sequence[StateEvent], results: Sequence[TaskRunView] = ()
+    ) -> None:
+        """Cache the final runs first, then publish the events, so a listener can read at once."""
+        if not events and not results:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for view in results:
+                pipe.set(
+                    self.keys.result(view.id),
+                    view.model_dump_json(),
+                    ex=self.result_cache_ttl,
+                )
+            for event in events:
+                pipe.publish(self.keys.events, event.model_dump_json())
+            await pipe.execute()
+        logger.debug("published %d state events and cached %d results", len(events), len(results))
+
+    async def cached_result(self, run_id: object) -> TaskRunView | None:
+        """Return the cached final view of a run, or None when it is not cached."""
+        raw = await self.redis.get(self.keys.result(str(run_id)))
+        if raw is None:
+            return None
+        return TaskRunView.model_validate_json(raw)

@@ -1,0 +1,1 @@
+"""Background loops that every service replica runs beside the request consumer."""

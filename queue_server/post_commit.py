@@ -1,0 +1,39 @@
+"""Carry out what a committed transaction asked for: enqueue jobs, publish events, cache results.
+
+Every caller of the transition service (the transport, the reaper, the reconciler and
+the HTTP API) hands the effects it gets back to `PostCommit.carry_out`, and only after
+the service has committed them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from queue_server.events import EventPublisher
+from queue_server.queues import TaskQueues
+
+logger = logging.getLogger(__name__)
+
+
+class PostCommit:
+    """Applies the Redis side of committed effects."""
+
+    def __init__(self, queues: TaskQueues, events: EventPublisher) -> None:
+        self.queues = queues
+        self.events = events
+
+    async def carry_out(self, effects: Any) -> None:
+        """Enqueue the jobs, then cache the results and publish the events.
+
+        `effects` has the lists ``jobs`` (JobSpec), ``events`` (StateEvent) and
+        ``results`` (TaskRunView). A Redis error propagates: a job that is lost then is
+        restored by the reconciler, but an event that is lost is not sent again.
+        """
+        jobs = list(getattr(effects, "jobs", []) or [])
+        events = list(getattr(effects, "events", []) or [])
+        results = list(getattr(effects, "results", []) or [])
+        if jobs:
+            await self.queues.enqueue(jobs)
+        if events or results:
+            await self.events.publish(events, results)

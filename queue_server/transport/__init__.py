@@ -1,0 +1,1 @@
+"""The service side of the Redis request transport."""
