@@ -1,0 +1,1 @@
+"""Benchmarks of taskgate against raw arq; run them with ``python -m bench``."""
