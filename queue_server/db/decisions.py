@@ -1,0 +1,85 @@
+"""Decisions: every orchestration result kept with its run, found again by transition id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from queue_server.db.models import DecisionRow
+from queue_server.protocol import OrchestrationResultView
+
+
+async def find_decision(session: AsyncSession, transition_id: UUID) -> DecisionRow | None:
+    """Return the stored decision of a transition id, or None if it was never decided."""
+    return await session.scalar(
+        select(DecisionRow).where(DecisionRow.transition_id == transition_id)
+    )
+
+
+async def insert_decision(
+    session: AsyncSession,
+    *,
+    view: OrchestrationResultView,
+    answer: dict[str, Any],
+    transition_id: UUID | None,
+    actor: str,
+    proposed_type: str | None,
+    proposed_name: str | None,
+    now: datetime,
+    run_kind: str = "task_run",
+) -> None:
+    """Store one orchestration result; `answer` is the reply sent for it."""
+    session.add(
+        DecisionRow(
+            run_id=view.run_id,
+            run_kind=run_kind,
+            transition_id=transition_id,
+            actor=actor,
+            proposed_type=proposed_type,
+            proposed_name=proposed_name,
+            status=view.status,
+            rule=view.rule,
+            reason=view.reason,
+            state_id=view.state.id if view.state is not None else None,
+            delay_seconds=view.delay_seconds,
+            answer=answer,
+            created=now,
+        )
+    )
+    await session.flush()
+
+
+async def read_decisions(session: AsyncSession, run_id: UUID, limit: int) -> list[DecisionRow]:
+    """Return the run's newest decisions, oldest first."""
+    rows = await session.scalars(
+        select(DecisionRow)
+        .where(DecisionRow.run_id == run_id)
+        .order_by(DecisionRow.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(rows.all()))
+
+
+async def prune_decisions(session: AsyncSession, *, keep: int, forget_before: datetime) -> int:
+    """Delete decisions older than `forget_before` that are not among their run's last `keep`.
+
+    A decision newer than `forget_before` stays even past `keep`, because its transition
+    id must still be found when its sender resends. Returns the number deleted.
+    """
+    position = (
+        func.row_number()
+        .over(partition_by=DecisionRow.run_id, order_by=DecisionRow.id.desc())
+        .label("position")
+    )
+    ranked = select(DecisionRow.id, DecisionRow.created, position).subquery()
+    expired = (
+        select(ranked.c.id)
+        .where(ranked.c.position > keep)
+        .where(ranked.c.created < forget_before)
+    )
+    result = await session.execute(delete(DecisionRow).where(DecisionRow.id.in_(expired)))
+    return result.rowcount or 0

@@ -1,0 +1,118 @@
+"""State history of task runs and flow runs, with results kept in their own table."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID, uuid4
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from policy.states import State
+from queue_server.db.convert import details_document, is_persisted_result, state_from_row
+from queue_server.db.models import FlowRunStateRow, ResultRow, TaskRunStateRow
+
+
+async def insert_task_run_state(
+    session: AsyncSession, run_id: UUID, state: State, now: datetime
+) -> TaskRunStateRow:
+    """Append `state` to the run's history with the next sequence number.
+
+    The caller holds the run's lock, so the next `seq` cannot be taken twice. A
+    persisted result goes to the results table and the state row points at it.
+    """
+    seq = await _next_seq(session, TaskRunStateRow, TaskRunStateRow.task_run_id, run_id)
+    data = state.data
+    result_id = None
+    if is_persisted_result(data):
+        result_id = uuid4()
+        session.add(
+            ResultRow(id=result_id, task_run_id=run_id, state_id=state.id, data=data, created=now)
+        )
+        data = None
+    row = TaskRunStateRow(
+        id=state.id,
+        task_run_id=run_id,
+        seq=seq,
+        type=state.type.value,
+        name=state.name,
+        timestamp=state.timestamp,
+        message=state.message,
+        data=data,
+        state_details=details_document(state),
+        result_id=result_id,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def insert_flow_run_state(
+    session: AsyncSession, run_id: UUID, state: State
+) -> FlowRunStateRow:
+    """Append `state` to the flow run's history with the next sequence number."""
+    seq = await _next_seq(session, FlowRunStateRow, FlowRunStateRow.flow_run_id, run_id)
+    row = FlowRunStateRow(
+        id=state.id,
+        flow_run_id=run_id,
+        seq=seq,
+        type=state.type.value,
+        name=state.name,
+        timestamp=state.timestamp,
+        message=state.message,
+        data=state.data,
+        state_details=details_document(state),
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def _next_seq(session: AsyncSession, model: type, column: object, run_id: UUID) -> int:
+    highest = await session.scalar(select(func.max(model.seq)).where(column == run_id))
+    return (highest or 0) + 1
+
+
+async def read_task_run_state(session: AsyncSession, state_id: UUID | None) -> State | None:
+    """Load one task run state with its result, or None."""
+    if state_id is None:
+        return None
+    found = (
+        await session.execute(
+            select(TaskRunStateRow, ResultRow)
+            .outerjoin(ResultRow, ResultRow.id == TaskRunStateRow.result_id)
+            .where(TaskRunStateRow.id == state_id)
+        )
+    ).first()
+    if found is None:
+        return None
+    return state_from_row(found[0], found[1])
+
+
+async def read_flow_run_state(session: AsyncSession, state_id: UUID | None) -> State | None:
+    """Load one flow run state, or None."""
+    if state_id is None:
+        return None
+    row = await session.get(FlowRunStateRow, state_id)
+    return state_from_row(row, None) if row is not None else None
+
+
+async def task_run_history(session: AsyncSession, run_id: UUID) -> list[State]:
+    """Return every state of a task run, oldest first."""
+    rows = await session.execute(
+        select(TaskRunStateRow, ResultRow)
+        .outerjoin(ResultRow, ResultRow.id == TaskRunStateRow.result_id)
+        .where(TaskRunStateRow.task_run_id == run_id)
+        .order_by(TaskRunStateRow.seq)
+    )
+    return [state_from_row(state_row, result) for state_row, result in rows]
+
+
+async def flow_run_history(session: AsyncSession, run_id: UUID) -> list[State]:
+    """Return every state of a flow run, oldest first."""
+    rows = await session.scalars(
+        select(FlowRunStateRow)
+        .where(FlowRunStateRow.flow_run_id == run_id)
+        .order_by(FlowRunStateRow.seq)
+    )
+    return [state_from_row(row, None) for row in rows]

@@ -1,0 +1,21 @@
+"""INSERT ... ON CONFLICT DO NOTHING on both dialects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+async def insert_if_absent(session: AsyncSession, model: type, values: dict[str, Any]) -> bool:
+    """Insert one row unless its primary key exists; return whether this call inserted it.
+
+    On PostgreSQL a concurrent insert of the same key waits for the other transaction
+    and then does nothing, so two replicas creating one run never both succeed.
+    """
+    dialect = session.bind.dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(model).values(**values).on_conflict_do_nothing()
+    result = await session.execute(statement)
+    return result.rowcount == 1
