@@ -1,0 +1,181 @@
+"""Wait for runs to reach a final state: events first, polling as the fallback.
+
+One `RunWaiter` per client listens on the ``<prefix>:events`` channel. A waiter
+subscribes before it first reads the runs, so a state committed between the read and the
+subscription is never missed. A notification lost on the way (a dropped pub/sub
+connection, say) costs at most one poll interval, because every waiter also reads its
+runs every ``future_poll_interval`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from uuid import UUID
+
+import redis.asyncio as aioredis
+
+from policy.states import TERMINAL_STATES
+from queue_server.keys import Keys
+from queue_server.protocol import TaskRunView
+from queue_server.transport_client import REDIS_DOWN_ERRORS, ServiceClient
+
+logger = logging.getLogger(__name__)
+
+FINAL_TYPE_NAMES = frozenset(state_type.value for state_type in TERMINAL_STATES)
+# Most events are not final; a final event's JSON holds one of these names.
+FINAL_MARKERS = tuple(name.encode() for name in FINAL_TYPE_NAMES)
+RESUBSCRIBE_DELAY_SECONDS = 0.5
+
+
+class RunWaiter:
+    """Resolves waits on run ids from the events channel and from polling."""
+
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        keys: Keys,
+        service: ServiceClient,
+        *,
+        poll_interval: float,
+        listen_events: bool = True,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.service = service
+        self.poll_interval = poll_interval
+        self.listen_events = listen_events
+        self._signals: dict[UUID, set[asyncio.Event]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def wait(
+        self, run_ids: Iterable[UUID], *, timeout: float | None, first: bool = False  # noqa: ASYNC109
+    ) -> dict[UUID, TaskRunView]:
+        """Return the final views of the runs that ended before `timeout` seconds passed.
+
+        With `first`, return as soon as one run has ended. Without a timeout, wait until
+        all of them (or one, with `first`) have ended.
+        """
+        await self._ensure_listening()
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        pending = set(run_ids)
+        signal = asyncio.Event()
+        for run_id in pending:
+            self._signals.setdefault(run_id, set()).add(signal)
+
+        finished: dict[UUID, TaskRunView] = {}
+        try:
+            while pending:
+                finished.update(await self.read_final(pending))
+                pending -= finished.keys()
+                if not pending or (first and finished):
+                    break
+                wait = self.poll_interval
+                if deadline is not None:
+                    wait = min(wait, deadline - loop.time())
+                    if wait <= 0:
+                        break
+                signal.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), wait)
+        finally:
+            for run_id in set(run_ids):
+                signals = self._signals.get(run_id)
+                if signals is not None:
+                    signals.discard(signal)
+                    if not signals:
+                        del self._signals[run_id]
+        return finished
+
+    async def read_final(self, run_ids: Iterable[UUID]) -> dict[UUID, TaskRunView]:
+        """Read the runs that are final: from the Redis result cache, else from the service."""
+        wanted = list(run_ids)
+        if not wanted:
+            return {}
+        found: dict[UUID, TaskRunView] = {}
+        try:
+            cached = await self.redis.mget([self.keys.result(run_id) for run_id in wanted])
+        except REDIS_DOWN_ERRORS as error:
+            logger.warning("reading cached results failed: %s; asking the service", error)
+            cached = [None] * len(wanted)
+        for run_id, raw in zip(wanted, cached, strict=True):
+            if raw is not None:
+                view = TaskRunView.model_validate_json(raw)
+                if view.state is not None and view.state.is_final():
+                    found[run_id] = view
+
+        missing = [run_id for run_id in wanted if run_id not in found]
+        if missing:
+            views = await self.service.request("read_runs", {"run_ids": [str(i) for i in missing]})
+            for item in views:
+                view = TaskRunView.model_validate(item)
+                if view.state is not None and view.state.is_final():
+                    found[view.id] = view
+        return found
+
+    async def read(self, run_id: UUID) -> TaskRunView:
+        """Read the run's current view from the service."""
+        return TaskRunView.model_validate(
+            await self.service.request("read_run", {"run_id": str(run_id)})
+        )
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+
+    async def _ensure_listening(self) -> None:
+        if not self.listen_events:
+            return
+        if self._listener is None or self._listener.done():
+            self._subscribed.clear()
+            self._listener = asyncio.get_running_loop().create_task(
+                self._listen(), name="taskgate-run-events"
+            )
+        with contextlib.suppress(TimeoutError):
+            # Polling covers the wait if the subscription is slow to start.
+            await asyncio.wait_for(self._subscribed.wait(), self.poll_interval)
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.keys.events)
+                self._subscribed.set()
+                # Events may have been missed while unsubscribed: let every waiter re-read.
+                self._wake_all()
+                async for message in pubsub.listen():
+                    self._on_message(message.get("data"))
+            except REDIS_DOWN_ERRORS as error:
+                logger.warning("the events subscription failed: %s; subscribing again", error)
+                self._subscribed.clear()
+                await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
+            finally:
+                with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                    await pubsub.aclose()
+
+    def _on_message(self, data: object) -> None:
+        if not isinstance(data, bytes) or not any(marker in data for marker in FINAL_MARKERS):
+            return
+        try:
+            event = json.loads(data)
+            run_id = UUID(event["run_id"])
+        except (ValueError, KeyError, TypeError):
+            logger.debug("ignoring an unreadable state event: %r", data[:200])
+            return
+        if event.get("state_type") not in FINAL_TYPE_NAMES:
+            return
+        for signal in self._signals.get(run_id, ()):
+            signal.set()
+
+    def _wake_all(self) -> None:
+        for signals in self._signals.values():
+            for signal in signals:
+                signal.set()
