@@ -198,6 +198,38 @@ class TaskRunView(BaseModel):
     created: datetime | None = None
 
 
+class FlowRunView(BaseModel):
+    """A flow run as readers see it."""
+
+    id: UUID
+    name: str
+    flow_name: str
+    tags: list[str]
+    deployment_id: UUID | None = None
+    parent_task_run_id: UUID | None = None
+    run_count: int
+    state: State | None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    created: datetime | None = None
+
+
+class DecisionView(BaseModel):
+    """One kept orchestration result of a run, so a person can see why it is not running."""
+
+    run_id: UUID
+    transition_id: UUID | None = None
+    actor: str
+    proposed_type: StateType | None = None
+    proposed_name: str | None = None
+    status: Status
+    rule: str | None = None
+    reason: str | None = None
+    state_id: UUID | None = None
+    delay_seconds: float | None = None
+    created: datetime
+
+
 class ErrorInfo(BaseModel):
     code: ErrorCode
     message: str

@@ -53,6 +53,13 @@ async def insert_decision(
     await session.flush()
 
 
+async def first_decision(session: AsyncSession, run_id: UUID) -> DecisionRow | None:
+    """Return the oldest decision kept for a run: for a created run, its first state."""
+    return await session.scalar(
+        select(DecisionRow).where(DecisionRow.run_id == run_id).order_by(DecisionRow.id).limit(1)
+    )
+
+
 async def read_decisions(session: AsyncSession, run_id: UUID, limit: int) -> list[DecisionRow]:
     """Return the run's newest decisions, oldest first."""
     rows = await session.scalars(

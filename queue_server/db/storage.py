@@ -185,6 +185,13 @@ class SqlStateRecorder:
             await insert_flow_run_state(self.session, run.id, state)
         self.written.append((run, state))
 
+    def written_state(self, run_id: UUID) -> State | None:
+        """Return the last state written for `run_id`, or None when nothing was."""
+        for run, state in reversed(self.written):
+            if run.id == run_id:
+                return state
+        return None
+
 
 class EventCollector:
     """Keeps the events rules publish; the service sends them after the commit."""

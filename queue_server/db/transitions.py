@@ -1,0 +1,332 @@
+"""One orchestrated transition inside a batch's transaction, and what it leaves to do.
+
+`Transitions` works on the open write session of one batch. For each proposal it locks
+the run, answers an already decided transition id with the stored decision, runs the
+policy inside a savepoint, writes the run's snapshot back and stores the decision. An
+ABORT, whether a rule decided it or a rule raised, rolls its savepoint back, so nothing
+of it is written except the decision itself. What must happen after the commit (jobs
+to enqueue, events to publish, final runs to cache) is returned as `Effects`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from uuid import UUID
+
+import pendulum
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from policy.context import (
+    Actor,
+    FlowOrchestrationContext,
+    PolicySettings,
+    TaskOrchestrationContext,
+)
+from policy.orchestrate import orchestrate
+from policy.policies import select_flow_policy, select_task_policy
+from policy.protocols import EnqueueIntent
+from policy.result import OrchestrationResult, SetStateStatus
+from policy.runs import FlowRun, TaskRun
+from policy.states import State
+from queue_server.db.convert import (
+    flow_run_from_row,
+    task_run_from_row,
+    write_flow_run,
+    write_task_run,
+)
+from queue_server.db.decisions import find_decision, insert_decision
+from queue_server.db.flow_runs import lock_flow_run
+from queue_server.db.models import TaskRunRow
+from queue_server.db.states import read_flow_run_state, read_task_run_state
+from queue_server.db.storage import (
+    EventCollector,
+    SqlCacheStore,
+    SqlConcurrencySlots,
+    SqlFlowRunReader,
+    SqlStateRecorder,
+)
+from queue_server.db.task_runs import lock_task_run, task_run_view
+from queue_server.errors import not_found
+from queue_server.jobs import JobSpec
+from queue_server.protocol import Envelope, OrchestrationResultView, StateEvent, TaskRunView
+from queue_server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class ServiceClock:
+    """The service's own UTC clock; workers' clocks are never used for a decision."""
+
+    def now(self) -> datetime:
+        return pendulum.now("UTC")
+
+
+@dataclass
+class Effects:
+    """What the caller carries out after the transaction that produced it commits.
+
+    `jobs` go on their task key's queue, `events` on the events channel, and `results`
+    (runs that reached a final state) into the Redis result cache.
+    """
+
+    jobs: list[JobSpec] = field(default_factory=list)
+    events: list[StateEvent] = field(default_factory=list)
+    results: list[TaskRunView] = field(default_factory=list)
+
+    def extend(self, other: Effects) -> None:
+        self.jobs.extend(other.jobs)
+        self.events.extend(other.events)
+        self.results.extend(other.results)
+
+    def __bool__(self) -> bool:
+        return bool(self.jobs or self.events or self.results)
+
+
+def policy_settings(settings: Settings) -> PolicySettings:
+    return PolicySettings(
+        tag_concurrency_slot_wait_seconds=settings.tag_concurrency_slot_wait_seconds,
+        max_cache_key_length=settings.max_cache_key_length,
+    )
+
+
+def result_view(run: TaskRun | FlowRun, result: OrchestrationResult) -> OrchestrationResultView:
+    return OrchestrationResultView(
+        run_id=run.id,
+        run_count=run.run_count,
+        status=result.status.value,
+        state=result.state,
+        reason=result.reason,
+        delay_seconds=result.delay_seconds,
+        rule=result.rule,
+    )
+
+
+class Transitions:
+    """Orchestrates proposals on the runs of one open write session.
+
+    Every method must be called inside a savepoint the caller opened for its request:
+    a `RequestError` or an unexpected error leaves that savepoint to roll back. Effects
+    of every transition that was kept accumulate in `effects`.
+    """
+
+    def __init__(self, session: AsyncSession, settings: Settings, clock: ServiceClock) -> None:
+        self.session = session
+        self.settings = settings
+        self.clock = clock
+        self.policy_settings = policy_settings(settings)
+        self.effects = Effects()
+
+    async def propose_task_state(
+        self,
+        run_id: UUID,
+        proposed: State,
+        *,
+        actor: Actor,
+        transition_id: UUID | None = None,
+        force: bool = False,
+        worker_id: str | None = None,
+        clear_claim: bool = False,
+    ) -> OrchestrationResultView:
+        """Orchestrate `proposed` on a task run and return the answer.
+
+        A transition id that was already decided gets the stored answer and changes
+        nothing. `clear_claim` drops the run's claim token when the transition is kept,
+        as every transition the service or an operator makes itself must.
+        """
+        row = await lock_task_run(self.session, run_id)
+        if row is None:
+            raise not_found("args.run_id", "task run", run_id)
+        if transition_id is not None:
+            decided = await find_decision(self.session, transition_id)
+            if decided is not None:
+                return OrchestrationResultView.model_validate(decided.answer)
+            proposed.state_details.transition_id = transition_id
+
+        initial = await read_task_run_state(self.session, row.state_id)
+        run = task_run_from_row(row, initial)
+        stored_run_count = row.run_count
+        recorder = SqlStateRecorder(self.session, self.clock)
+        context = TaskOrchestrationContext(
+            run=run,
+            initial_state=initial,
+            proposed_state=proposed,
+            clock=self.clock,
+            cache=SqlCacheStore(self.session, self.clock),
+            slots=SqlConcurrencySlots(self.session, self.clock),
+            flow_runs=SqlFlowRunReader(self.session),
+            recorder=recorder,
+            events=EventCollector(),
+            settings=self.policy_settings,
+            actor=actor,
+        )
+        policy = select_task_policy(run, force=force, variant=self.settings.policy_variant)
+
+        savepoint = await self.session.begin_nested()
+        result = await orchestrate(context, policy)
+        view = result_view(context.run, result)
+        if result.status is SetStateStatus.ABORT or context.orchestration_error is not None:
+            await savepoint.rollback()
+            view.run_count = stored_run_count
+            if context.orchestration_error is not None:
+                logger.warning(
+                    "transition of task run %s to %s rolled back: %s",
+                    run_id, proposed.type.value, view.reason,
+                )
+            await self._store_decision(view, transition_id, actor, proposed)
+            return view
+
+        written = recorder.written_state(run_id)
+        self._write_back(row, context.run, written, worker_id, clear_claim)
+        await self._store_decision(view, transition_id, actor, proposed)
+        await savepoint.commit()
+
+        self._collect_task_effects(row, written, recorder, context.enqueue_intents)
+        return view
+
+    async def propose_flow_state(
+        self,
+        run_id: UUID,
+        proposed: State,
+        *,
+        actor: Actor,
+        transition_id: UUID | None = None,
+        force: bool = False,
+    ) -> OrchestrationResultView:
+        """Orchestrate `proposed` on a flow run and return the answer."""
+        row = await lock_flow_run(self.session, run_id)
+        if row is None:
+            raise not_found("args.run_id", "flow run", run_id)
+        if transition_id is not None:
+            decided = await find_decision(self.session, transition_id)
+            if decided is not None:
+                return OrchestrationResultView.model_validate(decided.answer)
+            proposed.state_details.transition_id = transition_id
+
+        initial = await read_flow_run_state(self.session, row.state_id)
+        run = flow_run_from_row(row, initial)
+        recorder = SqlStateRecorder(self.session, self.clock)
+        context = FlowOrchestrationContext(
+            run=run,
+            initial_state=initial,
+            proposed_state=proposed,
+            clock=self.clock,
+            recorder=recorder,
+            events=EventCollector(),
+            subflow_parents=SubflowParents(self),
+            settings=self.policy_settings,
+            actor=actor,
+        )
+
+        savepoint = await self.session.begin_nested()
+        result = await orchestrate(context, select_flow_policy(force=force))
+        view = result_view(context.run, result)
+        if result.status is SetStateStatus.ABORT or context.orchestration_error is not None:
+            await savepoint.rollback()
+            await self._store_decision(view, transition_id, actor, proposed, run_kind="flow_run")
+            return view
+
+        write_flow_run(row, context.run)
+        row.updated = self.clock.now()
+        await self._store_decision(view, transition_id, actor, proposed, run_kind="flow_run")
+        await savepoint.commit()
+        for written_run, state in recorder.written:
+            self.effects.events.append(_event(written_run, state))
+        return view
+
+    def _write_back(
+        self,
+        row: TaskRunRow,
+        run: TaskRun,
+        written: State | None,
+        worker_id: str | None,
+        clear_claim: bool,
+    ) -> None:
+        write_task_run(row, run)
+        row.updated = self.clock.now()
+        if written is not None:
+            row.cache_key = written.state_details.cache_key if written.is_running() else None
+            is_claim = written.is_pending() and written.state_details.claim_token is not None
+            if is_claim and worker_id is not None:
+                row.worker_id = worker_id
+        if clear_claim:
+            row.claim_token = None
+
+    async def _store_decision(
+        self,
+        view: OrchestrationResultView,
+        transition_id: UUID | None,
+        actor: str,
+        proposed: State,
+        run_kind: str = "task_run",
+    ) -> None:
+        await insert_decision(
+            self.session,
+            view=view,
+            answer=view.model_dump(mode="json"),
+            transition_id=transition_id,
+            actor=actor,
+            proposed_type=proposed.type.value,
+            proposed_name=proposed.name,
+            now=self.clock.now(),
+            run_kind=run_kind,
+        )
+
+    def _collect_task_effects(
+        self,
+        row: TaskRunRow,
+        written: State | None,
+        recorder: SqlStateRecorder,
+        intents: list[EnqueueIntent],
+    ) -> None:
+        for intent in intents:
+            job = job_for(row, intent.state_id, intent.state_name, intent.scheduled_time)
+            self.effects.jobs.append(job)
+        for written_run, state in recorder.written:
+            self.effects.events.append(_event(written_run, state))
+        if written is not None and written.is_final():
+            self.effects.results.append(task_run_view(row, written))
+
+
+class SubflowParents:
+    """Mirrors a subflow's validated state onto its parent's tracking task run, forced."""
+
+    def __init__(self, transitions: Transitions) -> None:
+        self.transitions = transitions
+
+    async def set_parent_task_state(self, task_run_id: UUID, state: State) -> None:
+        await self.transitions.propose_task_state(
+            task_run_id, state, actor="service", force=True, clear_claim=True
+        )
+
+
+def job_for(
+    row: TaskRunRow, state_id: UUID, state_name: str, scheduled_time: datetime | None
+) -> JobSpec:
+    """Build the queue job of one Scheduled state of a background run."""
+    return JobSpec(
+        run_id=row.id,
+        state_id=state_id,
+        state_name=state_name,
+        task_key=row.task_key,
+        due=scheduled_time or row.next_scheduled_start_time or row.created,
+        parameters=Envelope.model_validate(row.parameters or {}),
+        cache_key=row.submitted_cache_key,
+        cache_expiration=row.submitted_cache_expiration,
+        refresh_cache=row.refresh_cache,
+        persist_result=row.persist_result,
+        timeout_seconds=row.timeout_seconds,
+    )
+
+
+def _event(run: TaskRun | FlowRun, state: State) -> StateEvent:
+    return StateEvent(
+        run_id=run.id,
+        task_key=run.task_key if isinstance(run, TaskRun) else None,
+        state_id=state.id,
+        state_type=state.type,
+        state_name=state.name,
+        timestamp=state.timestamp,
+    )
+
