@@ -87,6 +87,7 @@ class LocalStack:
     quiet: bool = False
     redis: EmbeddedRedis | None = None
     redis_url: str = ""
+    extra_environment: dict[str, str] = field(default_factory=dict)
     children: list[ChildProcess] = field(default_factory=list)
 
     def start_redis(self) -> str:
@@ -111,6 +112,7 @@ class LocalStack:
         # to import the user's task modules.
         paths = [os.getcwd(), *filter(None, environment.get("PYTHONPATH", "").split(os.pathsep))]
         environment["PYTHONPATH"] = os.pathsep.join(paths)
+        environment.update(self.extra_environment)
         return environment
 
     def spawn(self, name: str, arguments: list[str]) -> ChildProcess:
