@@ -175,6 +175,9 @@ class OrchestrationResultView(BaseModel):
     reason: str | None = None
     delay_seconds: float | None = None
     rule: str | None = None
+    # The run's run count once this transition is decided (its attempt number while
+    # Running), so a worker can log it without another read; None when not filled in.
+    run_count: int | None = None
 
 
 class TaskRunView(BaseModel):
