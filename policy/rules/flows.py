@@ -253,7 +253,8 @@ class HandleResumingPausedFlows(BaseOrchestrationRule):
 
         now = context.clock.now()
         if details.pause_timeout is not None and details.pause_timeout < now:
-            verb = "suspend" if proposed_state.name == "Suspended" else "pause"
+            # The proposal is never Paused here, so name the pause after the state left.
+            verb = "suspend" if details.pause_reschedule else "pause"
             timed_out = Failed(
                 message=f"The flow was {proposed_state.name.lower()} and never resumed.",
                 timestamp=now,
