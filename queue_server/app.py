@@ -96,7 +96,7 @@ async def _run_replica(
     ready: asyncio.Event | None,
 ) -> None:
     keys = Keys(settings.key_prefix)
-    service = TransitionService(database, settings)
+    service = TransitionService(database, settings, replica_id=replica_id)
     queues = TaskQueues(redis, keys)
     post_commit = PostCommit(queues, EventPublisher(redis, keys, settings.result_cache_ttl))
     await ensure_group(redis, keys)
@@ -107,7 +107,7 @@ async def _run_replica(
         ).run(stop),
         "reaper": Reaper(redis, service, post_commit, settings).run(stop),
         "reconciler": Reconciler(redis, service, queues, settings).run(stop),
-        "decision pruner": DecisionPruner(database, settings).run(stop),
+        "decision pruner": DecisionPruner(service).run(stop),
         "replica heartbeat": ReplicaHeartbeat(redis, settings, replica_id).run(stop),
     }
     tasks = {asyncio.create_task(loop, name=name): name for name, loop in loops.items()}

@@ -1,24 +1,18 @@
 """The decision pruner: keep the last decisions of each run and forget old transition ids.
 
-A decision is deleted when it is older than ``transition_retention`` seconds and not
-among its run's last ``decisions_kept``. A younger decision stays whatever the count,
-because a sender may still resend its transition id and must get the same answer.
+The service deletes a decision when it is older than ``transition_retention`` seconds
+and not among its run's last ``decisions_kept``. A younger decision stays whatever the
+count, because a sender may still resend its transition id and must get the same answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
+from typing import Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from policy.states import utc_now
-from queue_server.db.decisions import prune_decisions
-from queue_server.db.engine import Database
 from queue_server.errors import StorageFault
 from queue_server.loops.periodic import sleep_or_stop
-from queue_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -26,17 +20,17 @@ logger = logging.getLogger(__name__)
 PRUNE_INTERVAL_SECONDS = 300.0
 
 
-class DecisionPruner:
-    """Deletes expired decisions every few minutes."""
+class DecisionPruning(Protocol):
+    """The part of TransitionService the pruner calls."""
 
-    def __init__(
-        self,
-        database: Database,
-        settings: Settings,
-        interval: float = PRUNE_INTERVAL_SECONDS,
-    ) -> None:
-        self.database = database
-        self.settings = settings
+    async def prune_decisions(self) -> int: ...
+
+
+class DecisionPruner:
+    """Asks the service to delete expired decisions every few minutes."""
+
+    def __init__(self, service: DecisionPruning, interval: float = PRUNE_INTERVAL_SECONDS) -> None:
+        self.service = service
         self.interval = interval
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -44,19 +38,10 @@ class DecisionPruner:
         logger.info("decision pruner started; interval %.0f s", self.interval)
         while not await sleep_or_stop(stop, self.interval):
             try:
-                await self.prune_once()
-            except (SQLAlchemyError, OSError, StorageFault) as error:
+                deleted = await self.service.prune_decisions()
+            except StorageFault as error:
                 logger.warning("decision pruning failed: %s; retrying next pass", error)
+                continue
+            if deleted:
+                logger.info("pruned %d expired decisions", deleted)
         logger.info("decision pruner stopped")
-
-    async def prune_once(self) -> int:
-        """Delete the expired decisions; return how many were deleted."""
-        forget_before = utc_now() - timedelta(seconds=self.settings.transition_retention)
-        async with self.database.write_session() as session:
-            deleted = await prune_decisions(
-                session, keep=self.settings.decisions_kept, forget_before=forget_before
-            )
-            await session.commit()
-        if deleted:
-            logger.info("pruned %d expired decisions", deleted)
-        return deleted

@@ -4,7 +4,8 @@ One `RequestConsumer` runs per service replica, as consumer ``<replica_id>`` of 
 consumer group on ``<prefix>:requests``. Each pass of its loop:
 
 1. takes over entries that another consumer left pending for longer than
-   ``claim_idle`` seconds (``XAUTOCLAIM``), at most every half ``claim_idle``;
+   ``claim_idle`` seconds (``XAUTOCLAIM``), and trims the stream to about
+   ``stream_maxlen`` entries, both at most every half ``claim_idle``;
 2. reads up to ``batch_size`` new entries (``XREADGROUP``);
 3. validates each entry; an invalid one is answered with an error naming the field
    (or only logged, when it names no client) and acknowledged;
@@ -141,6 +142,9 @@ class RequestConsumer:
         if time.monotonic() >= self._next_claim:
             self._next_claim = time.monotonic() + self.settings.claim_idle / 2
             handled += await self.claim_stale()
+            await self.redis.xtrim(
+                self.keys.requests, maxlen=self.settings.stream_maxlen, approximate=True
+            )
         entries = await self._read_new()
         if entries:
             await self.handle(entries)
