@@ -95,6 +95,22 @@ class TaskgateClient:
         """Await a coroutine on the client's loop from any event loop."""
         return await self.thread.run_async(factory)
 
+    def close(self) -> None:
+        """Stop the reply reader and the event listener, and close the Redis connections."""
+        if self._service is None:
+            return
+        service, waiter, redis = self._service, self._waiter, self._redis
+        self._service = self._waiter = self._redis = None
+
+        async def close_all() -> None:
+            if waiter is not None:
+                await waiter.close()
+            await service.close()
+            if redis is not None:
+                await redis.aclose()
+
+        self.run(close_all, timeout=10)
+
     def request(self, op: str, args: dict[str, Any]) -> Any:
         return self.run(lambda: self.service.request(op, args))
 
@@ -119,5 +135,7 @@ def configure(settings: Settings, *, listen_events: bool = True) -> TaskgateClie
     """Replace this process's client with one built from `settings`, and return it."""
     global _client
     with _lock:
-        _client = TaskgateClient(settings, listen_events=listen_events)
-        return _client
+        previous, _client = _client, TaskgateClient(settings, listen_events=listen_events)
+    if previous is not None and previous.thread is _client.thread:
+        previous.close()
+    return _client
