@@ -85,6 +85,11 @@ class ManagedProcess:
     def rss_bytes(self) -> int:
         return psutil.Process(self.pid).memory_info().rss
 
+    def cpu_seconds(self) -> float:
+        """Return the user and system CPU time the process has used so far."""
+        times = psutil.Process(self.pid).cpu_times()
+        return times.user + times.system
+
     def peak_rss_bytes(self) -> int:
         """Return the peak resident set size of the process so far (VmHWM)."""
         return peak_rss_bytes(self.pid)

@@ -1,0 +1,246 @@
+"""taskgate end to end: `.delay()` in this process, one service process, worker processes.
+
+Every run takes the full path: the create request over the Redis transport, the
+background policy for Scheduled, the SQL commit, the enqueue, the worker's claim
+and Running, the no-op call, Completed, and the future learning of the result.
+
+Throughput counts from the first `.delay()` to the last `.result()` returning.
+Latency takes the moment `.delay()` is called as zero. It stops the first clock when
+this process hears the Running event on the events channel and the second when
+`.result()` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import redis
+
+from bench.databases import BenchDatabase
+from bench.harness import BenchmarkError, ProcessGroup, percentile
+from bench.stack import KEY_PREFIX, Stack, StackConfig, start_stack
+
+# Threads that call `.delay()` at once in a throughput run, as a web server's
+# request threads would. The calls share the process's one client connection.
+SUBMITTING_THREADS = 16
+RESULT_TIMEOUT_SECONDS = 120.0
+
+
+def configure_client(redis_url: str) -> None:
+    """Point this process's taskgate client at the benchmark's Redis."""
+    from queue_server.settings import Settings  # noqa: PLC0415
+    from workers.client import configure  # noqa: PLC0415
+
+    os.environ["TASKGATE_REDIS_URL"] = redis_url
+    os.environ["TASKGATE_KEY_PREFIX"] = KEY_PREFIX
+    configure(Settings(redis_url=redis_url, key_prefix=KEY_PREFIX))
+
+
+@dataclass(frozen=True)
+class EndToEndRun:
+    runs: int
+    seconds: float
+    service_peak_rss: int
+    worker_peak_rss: int
+    service_cpu_seconds: float  # user + system CPU time the service used during the timed runs
+    worker_cpu_seconds: float  # the same, summed over the worker processes
+
+    @property
+    def per_second(self) -> float:
+        return self.runs / self.seconds
+
+    def cpu_ms_per_run(self, which: str) -> float:
+        return getattr(self, f"{which}_cpu_seconds") * 1000 / self.runs
+
+
+@dataclass
+class LatencySamples:
+    to_running_ms: list[float] = field(default_factory=list)
+    to_result_ms: list[float] = field(default_factory=list)
+    missing_running: int = 0  # runs whose Running event this process did not hear
+
+    def p(self, which: str, fraction: float) -> float:
+        return percentile(getattr(self, which), fraction)
+
+
+class RunningListener:
+    """Notes, per run id, when this process hears the run's Running event."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(f"{KEY_PREFIX}:events")
+        self.heard: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="running-listener", daemon=True)
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            message = self.pubsub.get_message(timeout=0.2)
+            if message is None:
+                continue
+            heard_at = time.perf_counter()
+            event = json.loads(message["data"])
+            if event["state_type"] == "RUNNING":
+                self.heard.setdefault(event["run_id"], heard_at)
+
+    def __enter__(self) -> RunningListener:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.pubsub.close()
+        self.client.close()
+
+
+def fresh_redis(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+
+
+def submit_and_collect(tasks: Sequence, runs: int) -> float:
+    """Call `.delay()` `runs` times from several threads, then wait for every result.
+
+    Runs go round-robin over `tasks`. Returns the seconds from the first call to the
+    last result.
+    """
+    from workers import wait_all  # noqa: PLC0415
+
+    def delay(index: int):
+        return tasks[index % len(tasks)].delay()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(SUBMITTING_THREADS) as pool:
+        futures = list(pool.map(delay, range(runs)))
+    done, pending = wait_all(futures, timeout=RESULT_TIMEOUT_SECONDS)
+    if pending:
+        raise BenchmarkError(
+            f"{len(pending)} of {runs} runs had no result after {RESULT_TIMEOUT_SECONDS:.0f} s"
+        )
+    for future in done:
+        future.result(timeout=RESULT_TIMEOUT_SECONDS)
+    return time.perf_counter() - started
+
+
+def measure_throughput(
+    config: StackConfig, runs: int, tasks: Sequence | None = None, warmup: int = 50
+) -> EndToEndRun:
+    """Time `runs` no-op runs through a fresh stack; peak RSS is read before it stops."""
+    from bench.tasks import noop  # noqa: PLC0415
+
+    tasks = tasks or [noop]
+    fresh_redis(config.redis_url)
+    config.database.create()
+    try:
+        with ProcessGroup() as group:
+            stack = start_stack(group, config)
+            configure_client(config.redis_url)
+            submit_and_collect(tasks, warmup)
+            service_cpu = stack.service.cpu_seconds()
+            worker_cpu = sum(worker.cpu_seconds() for worker in stack.workers)
+            seconds = submit_and_collect(tasks, runs)
+            return EndToEndRun(
+                runs=runs,
+                seconds=seconds,
+                service_peak_rss=stack.service.peak_rss_bytes(),
+                worker_peak_rss=max(worker.peak_rss_bytes() for worker in stack.workers),
+                service_cpu_seconds=stack.service.cpu_seconds() - service_cpu,
+                worker_cpu_seconds=sum(worker.cpu_seconds() for worker in stack.workers)
+                - worker_cpu,
+            )
+    finally:
+        config.database.drop()
+
+
+def timed_run(listener: RunningListener, samples: LatencySamples) -> None:
+    """Submit one run, wait for its result, and add its two latencies to `samples`."""
+    from bench.tasks import noop  # noqa: PLC0415
+
+    called = time.perf_counter()
+    future = noop.delay()
+    future.result(timeout=RESULT_TIMEOUT_SECONDS)
+    returned = time.perf_counter()
+    samples.to_result_ms.append((returned - called) * 1000)
+
+    # The Running event may be heard a moment after the result on a loaded machine.
+    deadline = time.monotonic() + 1.0
+    while str(future.run_id) not in listener.heard and time.monotonic() < deadline:
+        time.sleep(0.001)
+    heard = listener.heard.get(str(future.run_id))
+    if heard is None:
+        samples.missing_running += 1
+    else:
+        samples.to_running_ms.append((heard - called) * 1000)
+
+
+def measure_latency(
+    config: StackConfig, one_at_a_time: int, rate_per_second: float, rate_seconds: float
+) -> tuple[LatencySamples, LatencySamples]:
+    """Measure runs one at a time, then at a fixed rate; return both sets of samples."""
+    fresh_redis(config.redis_url)
+    config.database.create()
+    try:
+        with ProcessGroup() as group, RunningListener(config.redis_url) as listener:
+            start_stack(group, config)
+            configure_client(config.redis_url)
+            warm = LatencySamples()
+            for _ in range(20):
+                timed_run(listener, warm)
+
+            single = LatencySamples()
+            for _ in range(one_at_a_time):
+                timed_run(listener, single)
+
+            paced = LatencySamples()
+            submit_at_rate(listener, paced, rate_per_second, rate_seconds)
+            group.check_running()
+            return single, paced
+    finally:
+        config.database.drop()
+
+
+def submit_at_rate(
+    listener: RunningListener, samples: LatencySamples, rate: float, seconds: float
+) -> None:
+    """Start one timed run every 1/rate seconds for `seconds`, each on a pool thread."""
+    count = int(rate * seconds)
+    interval = 1.0 / rate
+    started = time.perf_counter()
+    with ThreadPoolExecutor(64) as pool:
+        pending = []
+        for index in range(count):
+            delay = started + index * interval - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            pending.append(pool.submit(timed_run, listener, samples))
+        for item in pending:
+            item.result(timeout=RESULT_TIMEOUT_SECONDS)
+    achieved = count / (time.perf_counter() - started)
+    if achieved < rate * 0.9:
+        raise BenchmarkError(
+            f"the paced run reached {achieved:.0f} runs/s, below the {rate:.0f}/s it aimed at"
+        )
+
+
+def service_pid(stack: Stack) -> int:
+    return stack.service.pid
+
+
+def stack_config(
+    redis_url: str, database: BenchDatabase, workers: int = 1, **settings: str
+) -> StackConfig:
+    return StackConfig(
+        redis_url=redis_url,
+        database=database,
+        workers=workers,
+        settings={f"TASKGATE_{name.upper()}": value for name, value in settings.items()},
+    )
