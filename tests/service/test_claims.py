@@ -114,10 +114,7 @@ async def test_token_cleared_by_cancel_fences_worker(service: TransitionService)
     assert cancelled.status == "ACCEPT"
     assert cancelled.state.type.value == "CANCELLING"
 
-    late = only_reply(
-        await service.apply_batch(
-            [propose_request(run_id, {"type": "COMPLETED", "state_details": {"claim_token": token}})]
-        )
-    )
+    completed = {"type": "COMPLETED", "state_details": {"claim_token": token}}
+    late = only_reply(await service.apply_batch([propose_request(run_id, completed)]))
     assert late.result["status"] == "ABORT"
     assert (await service.read_run(run_id)).state.type.value == "CANCELLING"

@@ -41,7 +41,9 @@ async def test_run_history_and_decisions(service: TransitionService) -> None:
     assert completed.result["status"] == "ACCEPT"
 
     states = await service.read_states(run_id)
-    assert [state.type.value for state in states] == ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
+    assert [state.type.value for state in states] == [
+        "SCHEDULED", "PENDING", "RUNNING", "COMPLETED",
+    ]
     assert states[-1].data == result
 
     decisions = await service.read_decisions(run_id)
