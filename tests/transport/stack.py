@@ -85,3 +85,13 @@ async def running_stack(
         await stack.stop_consumer()
         await redis.aclose()
         await database.dispose()
+
+
+async def acked(stack: Stack) -> dict:
+    """Wait until the consumer group has nothing pending (replies go out before the XACK)."""
+    for _ in range(600):
+        pending = await stack.redis.xpending(stack.keys.requests, "taskgate-service")
+        if pending["pending"] == 0:
+            break
+        await asyncio.sleep(0.05)
+    return pending

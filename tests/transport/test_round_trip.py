@@ -8,7 +8,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from queue_server.protocol import StateEvent
-from tests.transport.stack import running_stack, stack_settings
+from tests.transport.stack import acked, running_stack, stack_settings
 from tests.transport.wire import create_task_run_args, replies, request_body, send
 
 pytestmark = pytest.mark.integration
@@ -118,7 +118,7 @@ async def test_entries_acknowledged_after_reply(clean_redis, sqlite_url, key_pre
         for _ in range(3):
             await send(stack.redis, stack.keys, request_body("ping", {}, "client-d"))
         await replies(stack.redis, stack.keys, "client-d", 3)
-        pending = await stack.redis.xpending(stack.keys.requests, "taskgate-service")
+        pending = await acked(stack)
         ttl = await stack.redis.ttl(stack.keys.reply("client-d"))
 
     assert pending["pending"] == 0
