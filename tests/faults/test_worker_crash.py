@@ -1,0 +1,129 @@
+"""A worker killed or frozen mid-run: the run is recovered and completes exactly once.
+
+`hold_first_attempt` has two retries and the tag `faults-slot`, limited to one slot.
+Its first execution blocks, so the test can kill or freeze the worker while the run is
+Running and holds the slot. The reaper finds the expired heartbeat and moves the run to
+AwaitingRetry; a second worker takes the retry, which returns at once.
+
+Documented count: the killed (or frozen) attempt and the retry both start, so the task
+executes twice and the run records one Completed state.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import pytest
+
+from tests.faults import tasks
+from tests.faults.harness import Stack, executions, wait_until
+from tests.servers import free_port
+
+pytestmark = pytest.mark.faults
+
+HOLD_TASK_KEY = tasks.hold_first_attempt.task_key
+RETRY_HISTORY = [
+    ("SCHEDULED", "Scheduled"),
+    ("PENDING", "Pending"),
+    ("RUNNING", "Running"),
+    ("SCHEDULED", "AwaitingRetry"),
+    ("PENDING", "Pending"),
+    ("RUNNING", "Retrying"),
+    ("COMPLETED", "Completed"),
+]
+
+
+def start_with_slot_limit(stack: Stack) -> None:
+    """Start the service with its HTTP API and limit the crash tests' tag to one slot."""
+    port = free_port()
+    stack.start_service(http_port=port)
+    answer = httpx.post(
+        f"http://127.0.0.1:{port}/concurrency-limits",
+        json={"tag": tasks.SLOT_TAG, "limit": 1},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+
+
+def wait_running_with_slot(stack: Stack, run_id: str, log_path, label: str) -> None:
+    wait_until(lambda: executions(log_path).get(label) == 1, 120, f"{label} to start")
+    wait_until(
+        lambda: stack.run_states().get(run_id, ("", ""))[0] == "RUNNING",
+        60,
+        f"run {run_id} to be Running",
+    )
+    assert stack.slot_holders() == [(tasks.SLOT_TAG, run_id)]
+
+
+def test_killed_worker_run_recovered(stack: Stack, execution_log) -> None:
+    start_with_slot_limit(stack)
+    first = stack.start_worker(concurrency=1, task_keys=[HOLD_TASK_KEY], name="worker-killed")
+    client = stack.client()
+    future = tasks.hold_first_attempt.apply_async(
+        (str(execution_log), "killed", 600.0), client=client
+    )
+    run_id = str(future.run_id)
+    wait_running_with_slot(stack, run_id, execution_log, "killed")
+
+    first.kill()
+    stack.start_worker(concurrency=1, task_keys=[HOLD_TASK_KEY], name="worker-rescuer")
+
+    assert future.result(timeout=120) == {"label": "killed", "executions_before": 1}
+    history = stack.state_history()[run_id]
+    assert history == RETRY_HISTORY
+    assert [kind for kind, _ in history].count("COMPLETED") == 1
+    assert executions(execution_log) == {"killed": 2}
+    assert stack.slot_holders() == []
+
+    release = [
+        decision
+        for decision in stack.decisions(run_id)
+        if decision["proposed_name"] == "AwaitingRetry"
+    ]
+    assert len(release) == 1
+    assert release[0]["status"] == "ACCEPT"
+
+
+def test_frozen_worker_proposals_aborted(stack: Stack, execution_log) -> None:
+    start_with_slot_limit(stack)
+    frozen = stack.start_worker(concurrency=1, task_keys=[HOLD_TASK_KEY], name="worker-frozen")
+    frozen_id = stack.worker_id_of(frozen.pid)
+    assert frozen_id is not None
+    client = stack.client()
+    # The first attempt sleeps 5 s; the freeze outlasts the heartbeat TTL and the retry.
+    future = tasks.hold_first_attempt.apply_async(
+        (str(execution_log), "frozen", 5.0), client=client
+    )
+    run_id = str(future.run_id)
+    wait_running_with_slot(stack, run_id, execution_log, "frozen")
+
+    frozen.signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: frozen_id not in stack.live_workers(), 60, "the heartbeat to expire")
+        stack.start_worker(concurrency=1, task_keys=[HOLD_TASK_KEY], name="worker-rescuer")
+        assert future.result(timeout=120) == {"label": "frozen", "executions_before": 1}
+    finally:
+        frozen.signal(signal.SIGCONT)
+
+    def late_completion_decided() -> list[dict]:
+        return [
+            decision
+            for decision in stack.decisions(run_id)
+            if decision["proposed_type"] == "COMPLETED" and decision["status"] == "ABORT"
+        ]
+
+    aborted = wait_until(late_completion_decided, 60, "the frozen worker's late Completed")
+    assert len(aborted) == 1
+    completions = [
+        decision
+        for decision in stack.decisions(run_id)
+        if decision["proposed_type"] == "COMPLETED"
+    ]
+    assert [decision["status"] for decision in completions] == ["ACCEPT", "ABORT"]
+
+    history = stack.state_history()[run_id]
+    assert history == RETRY_HISTORY
+    assert executions(execution_log) == {"frozen": 2}
+    assert stack.slot_holders() == []
+    assert frozen.running()
