@@ -34,11 +34,11 @@ class PolicySettings(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    # WAIT delay answered to a run whose tag concurrency limit is full.
+    # WAIT delay returned to a run whose tag concurrency limit is full.
     tag_concurrency_slot_wait_seconds: float = Field(default=10, ge=0)
-    # Longest cache key a Completed state may carry, in characters.
+    # Maximum length of the cache key of a Completed state, in characters.
     max_cache_key_length: int = Field(default=2000, ge=1)
-    # WAIT delay answered to a run whose cache key another run holds in Running.
+    # WAIT delay returned to a run whose cache key another run has in Running.
     cache_isolation_wait_seconds: float = Field(default=1, ge=0)
 
 
@@ -87,7 +87,7 @@ class OrchestrationContext:
         return self.initial_state_type, self.proposed_state_type
 
     def result(self) -> OrchestrationResult:
-        """Build the answer for the proposer from the outcome fields."""
+        """Build the orchestration result from the outcome fields."""
         return OrchestrationResult(
             status=self.status,
             state=self.validated_state,

@@ -18,7 +18,7 @@ from policy.states import State, StateType, utc_now
 
 
 class MemoryClock:
-    """A clock that only moves when told to."""
+    """A clock that moves only when a test advances or sets it."""
 
     def __init__(self, now: datetime | None = None) -> None:
         self._now = now or utc_now()

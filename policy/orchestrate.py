@@ -10,7 +10,7 @@ Timeline of one orchestration:
    transition a later rule changed).
 
 A hook that raises ends the orchestration with ABORT and a reason naming the hook's
-class and the error; the rules still to exit undo their before-hooks through
+class and the error. The rules still to exit then undo their before-hooks through
 `cleanup`. The state may already have been recorded when an after-hook raises, so the
 caller must roll back everything the orchestration wrote (its savepoint) whenever
 `context.orchestration_error` is set. A `StorageFault` is never turned into ABORT: it
@@ -36,7 +36,7 @@ Step = BaseOrchestrationRule | BaseUniversalTransform
 async def orchestrate(
     context: OrchestrationContext, policy: OrchestrationPolicy
 ) -> OrchestrationResult:
-    """Decide the proposed transition of `context` under `policy` and return the answer.
+    """Decide the proposed transition of `context` under `policy` and return the result.
 
     The outcome is also left on the context: `validated_state`, `status`, `reason`,
     `delay_seconds`, `decided_by` and, for task runs, `enqueue_intents`.
@@ -161,6 +161,6 @@ def _abort_on_error(context: OrchestrationContext, step_name: str, exc: Exceptio
     context.delay_seconds = None
     context.proposed_state = None
     if context.validated_state is not None:
-        # The caller rolls the recorded state back, so answer with the state the run
+        # The caller rolls the recorded state back, so return the state the run
         # had before this orchestration.
         context.validated_state = context.initial_state

@@ -1,4 +1,4 @@
-"""The answer an orchestration gives to the proposer of a state."""
+"""The result an orchestration returns to the proposer of a state."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from policy.states import State
 
 
 class SetStateStatus(enum.StrEnum):
-    """What the proposer of a state must do next."""
+    """Instruction to the proposer of a state about its next step."""
 
     ACCEPT = "ACCEPT"  # the proposed state was written as proposed (perhaps renamed)
     REJECT = "REJECT"  # another state was written, or the run stays in its current state

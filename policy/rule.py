@@ -7,7 +7,7 @@ creates it only for a matching transition and drives its lifecycle:
 - on entry, a rule whose transition an earlier rule already changed is invalid and
   runs no hook at all; otherwise `before_transition` runs;
 - on exit, a rule whose transition a later rule changed has fizzled and runs
-  `cleanup` to undo its before-hook; a rule whose transition still stands runs
+  `cleanup` to undo its before-hook; a rule whose transition is unchanged runs
   `after_transition`;
 - a rule that rejected, delayed or aborted the transition itself runs neither hook on
   exit: its own decision replaced the transition, so nothing was accepted for it to
@@ -71,7 +71,7 @@ class BaseOrchestrationRule:
         return type(self).__name__
 
     def is_invalid(self) -> bool:
-        """Tell whether the transition this rule was created for no longer stands."""
+        """Tell whether the transition this rule was created for has changed or never applied."""
         if not self.applies_to(self.from_type, self.to_type):
             return True
         return self.context.transition() != (self.from_type, self.to_type)
@@ -132,7 +132,7 @@ class BaseOrchestrationRule:
             )
         proposed = self.context.proposed_state
         if state is not None and proposed is not None and state.state_details.transition_id is None:
-            # The replacement answers the same request, so a resend with that
+            # The replacement is the outcome of the same request, so a resend with that
             # transition id must find it as the run's current state.
             state.state_details.transition_id = proposed.state_details.transition_id
         self._decide(SetStateStatus.REJECT, reason, state)

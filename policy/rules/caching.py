@@ -12,7 +12,7 @@ class CacheRetrieval(BaseOrchestrationRule):
 
     The newest cache entry whose expiration is unset or still ahead wins, whichever run
     wrote it. A proposal with `refresh_cache` skips the look-up. The copy keeps the
-    proposal's claim token, so the worker that proposed Running may act on the answer.
+    proposal's claim token, so the worker that proposed Running may act on the result.
     """
 
     FROM_STATES = ALL

@@ -85,7 +85,7 @@ class CopyScheduledTime(BaseOrchestrationRule):
 
 
 class WaitForScheduledTime(BaseOrchestrationRule):
-    """Answer WAIT to a run that proposes Running before its scheduled time.
+    """Return WAIT to a run that proposes Running before its scheduled time.
 
     The delay is whole seconds: the whole seconds still to go, plus one when the rest
     exceeds half a second. So a run due in 0.5 s or less starts at once, one due in

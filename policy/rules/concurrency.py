@@ -18,7 +18,7 @@ class SecureTaskConcurrencySlots(BaseOrchestrationRule):
 
     Every tag is checked for a limit of 0 before any slot is taken: such a run could
     never run, so the transition is aborted even when another limit is also full.
-    Otherwise slots are taken tag by tag; the first full limit answers WAIT and the
+    Otherwise slots are taken tag by tag; the first full limit returns WAIT and the
     slots taken so far are released, so a refused run holds nothing. A run holds at
     most one slot per tag: one it already holds is neither taken twice nor counted
     against it.

@@ -23,7 +23,7 @@ class HandleFlowTerminalStateTransitions(BaseOrchestrationRule):
     with a persisted result keeps it against non-final proposals and against a
     Completed without a persisted result, but may move to another final state. It
     cannot be rescheduled without a deployment (ABORT). Leaving a final state for a
-    non-final one forgets the pause bookkeeping of the earlier run.
+    non-final one clears the pause bookkeeping of the earlier run.
     """
 
     FROM_STATES = states(TERMINAL_STATES)
@@ -275,7 +275,7 @@ class HandleResumingPausedFlows(BaseOrchestrationRule):
 class RetryFailedFlows(BaseOrchestrationRule):
     """Turn a flow run's Failed into AwaitingRetry while it has retries left.
 
-    The retry is due after `retry_delay` seconds, with no jitter, and forgets the pause
+    The retry is due after `retry_delay` seconds, with no jitter, and clears the pause
     bookkeeping of the failed attempt.
     """
 

@@ -158,8 +158,8 @@ async def test_earlier_rule_change_fizzles_with_cleanup():
     assert result.status is SetStateStatus.REJECT
     assert result.state.type is StateType.FAILED
     assert result.rule == "RejectToFailed"
-    # Second entered after the change, so it is invalid and runs nothing; First
-    # entered before it, so its transition fizzled and it cleans up; the deciding rule
+    # Second entered after the change, so it is invalid and runs nothing. First
+    # entered before it, so its transition fizzled and it cleans up. The deciding rule
     # runs neither hook on exit.
     assert calls == ["First.before", "RejectToFailed.before", "First.cleanup"]
 
@@ -298,8 +298,8 @@ async def test_raising_after_hook_aborts_and_cleans_up():
     assert result.status is SetStateStatus.ABORT
     assert result.rule == "RaiseAfter"
     assert "late boom" in result.reason
-    # The state was recorded before the after-hook raised; the caller rolls it back,
-    # and the answer names the state the run had before.
+    # The state was recorded before the after-hook raised. The caller rolls it back,
+    # so the result names the state the run had before.
     assert result.state.id == current.id
     assert calls == [
         "First.before",
