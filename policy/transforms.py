@@ -7,6 +7,7 @@ denormalized state fields, clocks and counters in step with the state being writ
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from policy.rule import BaseUniversalTransform
@@ -86,7 +87,7 @@ class IncrementRunTime(BaseUniversalTransform):
             return
         initial = context.initial_state
         if initial is not None and initial.type is StateType.RUNNING:
-            elapsed = context.proposed_state.timestamp - initial.timestamp
+            elapsed = datetime.__sub__(context.proposed_state.timestamp, initial.timestamp)
             context.run.total_run_time += elapsed.total_seconds()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from policy.context import OrchestrationContext
 from policy.rule import ALL, BaseOrchestrationRule, states
@@ -105,13 +105,16 @@ class WaitForScheduledTime(BaseOrchestrationRule):
         if scheduled_time is None:
             return
 
-        delay_seconds = rounded_delay_seconds(scheduled_time - context.clock.now())
+        # Plain datetime subtraction returns a timedelta; pendulum's would build a
+        # much slower Interval.
+        remaining = datetime.__sub__(scheduled_time, context.clock.now())
+        delay_seconds = rounded_delay_seconds(remaining)
         if delay_seconds > 0:
             await self.delay_transition(delay_seconds, "Scheduled time is in the future.")
 
 
 def rounded_delay_seconds(remaining: timedelta) -> int:
     """Round a remaining time to whole seconds, rounding a half second down."""
-    microseconds = round(remaining.total_seconds() * MICROSECONDS_PER_SECOND)
+    microseconds = remaining // timedelta(microseconds=1)
     whole_seconds, rest = divmod(microseconds, MICROSECONDS_PER_SECOND)
     return whole_seconds + (1 if rest > MICROSECONDS_PER_SECOND // 2 else 0)
