@@ -24,7 +24,11 @@ from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from arq.connections import RedisSettings
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +41,9 @@ TIMEOUT_OPTIONS = ("socket_timeout", "socket_connect_timeout")
 KNOWN_OPTIONS = frozenset({*TLS_OPTIONS, *TIMEOUT_OPTIONS, "db", "sentinel_password"})
 CERT_REQS = frozenset({"none", "optional", "required"})
 TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+# A command that fails on a dropped connection (after a Redis restart, say) is sent
+# again on a new one, up to this many times, backing off from 50 ms to at most 1 s.
+COMMAND_RETRIES = 3
 
 
 def mask_url(url: str) -> str:
@@ -209,7 +216,9 @@ def connect(url: str, **client_options: Any) -> aioredis.Redis:
     """Return an asyncio Redis client for the URL; for Sentinel, one that follows the primary.
 
     `client_options` go to every connection (``decode_responses``, say). The client
-    connects lazily, on its first command.
+    connects lazily, on its first command, and retries a command whose connection
+    dropped, so a command may reach Redis twice: every write the service sends is
+    idempotent or harmless to repeat.
     """
     target = parse_redis_url(url)
     logger.info("connecting to Redis at %s", target.masked)
@@ -217,6 +226,8 @@ def connect(url: str, **client_options: Any) -> aioredis.Redis:
         "db": target.db,
         "username": target.username,
         "password": target.password,
+        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), COMMAND_RETRIES),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         **target.timeouts,
         **client_options,
     }
