@@ -2,6 +2,9 @@
 
 They keep everything in plain dicts and lists and judge time by a `MemoryClock`, so a
 test can move time forward instead of sleeping.
+
+NOTE: these stores have no transactions. When an after-hook raises, the state it
+followed stays recorded here, where the service would roll back its savepoint.
 """
 
 from __future__ import annotations

@@ -53,6 +53,8 @@ class SecureTaskConcurrencySlots(BaseOrchestrationRule):
                 continue
             if len(limit.holders) >= limit.limit:
                 await self._release_taken(run_id, context)
+                # TODO: jitter this delay so runs refused together do not all return
+                # at the same moment.
                 await self.delay_transition(
                     context.settings.tag_concurrency_slot_wait_seconds,
                     f'The concurrency limit on tag "{limit.tag}" is full '
