@@ -127,8 +127,11 @@ CoreFlowPolicy = OrchestrationPolicy(
 )
 
 # Forced transitions (an operator's explicit override) keep only the bookkeeping that
-# must never be skipped.
-MinimalTaskPolicy = OrchestrationPolicy("MinimalTaskPolicy", (ReleaseTaskConcurrencySlots,))
+# must never be skipped. A forced Scheduled state of a background run is queued like
+# any other, so it does not wait for the reconciler to find it.
+MinimalTaskPolicy = OrchestrationPolicy(
+    "MinimalTaskPolicy", (ReleaseTaskConcurrencySlots, EnqueueScheduledTasks)
+)
 
 MinimalFlowPolicy = OrchestrationPolicy(
     "MinimalFlowPolicy",

@@ -241,6 +241,17 @@ async def test_retry_of_background_run_is_enqueued():
     assert intents[0].scheduled_time == T0 + timedelta(seconds=5)
 
 
+async def test_forced_scheduled_background_run_is_enqueued():
+    bench = Bench()
+    run = background_run()
+    bench.place(run, Failed(timestamp=T0))
+
+    result = await bench.propose(run, Scheduled(T0, timestamp=T0), force=True, actor="operator")
+
+    assert result.status is SetStateStatus.ACCEPT
+    assert [intent.state_id for intent in bench.last_context.enqueue_intents] == [result.state.id]
+
+
 async def test_run_in_flow_is_not_enqueued():
     bench = Bench()
     run = task_run()

@@ -88,7 +88,10 @@ def test_background_task_policy_rules():
 
 
 def test_minimal_policies_rules():
-    assert MinimalTaskPolicy.rule_names() == ["ReleaseTaskConcurrencySlots"]
+    assert MinimalTaskPolicy.rule_names() == [
+        "ReleaseTaskConcurrencySlots",
+        "EnqueueScheduledTasks",
+    ]
     assert MinimalFlowPolicy.rule_names() == [
         "PreventResultDataLoss",
         "BypassCancellingFlowRunsWithNoInfra",
