@@ -27,8 +27,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from policy import states as named_states
 from policy.states import StateType
-from queue_server.errors import RequestError
+from queue_server.errors import RequestError, invalid
 from queue_server.keys import Keys
 from queue_server.post_commit import PostCommit
 from queue_server.protocol import StateCreate
@@ -36,6 +37,26 @@ from queue_server.queues import TaskQueues
 from queue_server.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+# The longest state name the database stores.
+MAX_STATE_NAME_LENGTH = 200
+# Each named state's type, taken from the policy's own constructors: a forced state
+# that borrows a name of another type (Running named AwaitingRetry) is rejected.
+NAMED_STATE_TYPES: dict[str, StateType] = {
+    state.name: state.type
+    for state in (
+        factory()
+        for factory in (
+            named_states.Scheduled, named_states.Pending, named_states.Running,
+            named_states.Completed, named_states.Failed,
+            named_states.Late, named_states.AwaitingRetry, named_states.AwaitingConcurrencySlot,
+            named_states.Resuming, named_states.Retrying, named_states.Rerunning,
+            named_states.Cached, named_states.TimedOut, named_states.Suspended,
+            named_states.NotReady, named_states.Paused, named_states.Crashed,
+            named_states.Cancelling, named_states.Cancelled,
+        )
+    )
+}
 
 ERROR_STATUS = {
     "invalid_request": 422,
@@ -173,6 +194,7 @@ def create_app(
     @app.post("/runs/{run_id}/state", tags=["operator actions"], dependencies=guarded)
     async def set_state(run_id: UUID, body: ForcedState) -> dict[str, Any]:
         """Propose a state as the operator; forced by default, which clears the claim token."""
+        _check_state_name(body.state)
         logger.info(
             "operator sets run %s to %s (force=%s)", run_id, body.state.type.value, body.force
         )
@@ -180,6 +202,13 @@ def create_app(
             run_id, body.state, force=body.force, actor="operator"
         )
         await post_commit.carry_out(effects)
+        if result.state is not None and result.state.is_scheduled() and not effects.jobs:
+            # NOTE: a forced change runs the minimal policy, which records no enqueue
+            # intent, so a forced Scheduled state reaches its queue on the reconciler's
+            # next pass (within TASKGATE_RECONCILE_INTERVAL), not at once.
+            logger.info(
+                "run %s forced to Scheduled; the reconciler will enqueue it", run_id
+            )
         return _dump(result)
 
     @app.post("/runs/{run_id}/cancel", tags=["operator actions"], dependencies=guarded)
@@ -245,6 +274,24 @@ def create_app(
         return _dump(await service.reset_limit(tag))
 
     return app
+
+
+def _check_state_name(state: StateCreate) -> None:
+    if state.name is None:
+        return
+    if len(state.name) > MAX_STATE_NAME_LENGTH:
+        raise invalid(
+            "state.name",
+            f"state.name is {len(state.name)} characters long; the limit is "
+            f"{MAX_STATE_NAME_LENGTH}",
+        )
+    expected = NAMED_STATE_TYPES.get(state.name)
+    if expected is not None and expected is not state.type:
+        raise invalid(
+            "state.name",
+            f"state.name {state.name!r} names a {expected.value} state, but state.type is "
+            f"{state.type.value}",
+        )
 
 
 async def _read_heartbeats(redis: aioredis.Redis, keys: Keys) -> list[dict[str, Any]]:
