@@ -40,7 +40,8 @@ class PreventPendingTransitions(BaseOrchestrationRule):
 
     Entering Pending is how a worker claims a run, so the first claimer wins and any
     later one (from Pending, Running, Cancelling or Cancelled) is aborted. A Pending run
-    may move to a differently named Pending sub-state, which keeps the scheduled time.
+    may move to a differently named Pending sub-state, which keeps the scheduled time
+    and the deployment concurrency lease.
     """
 
     FROM_STATES = states(
@@ -60,7 +61,11 @@ class PreventPendingTransitions(BaseOrchestrationRule):
             and proposed_state.name != "Pending"
         )
         if is_sub_state:
-            proposed_state.state_details.scheduled_time = initial_state.state_details.scheduled_time
+            initial_details = initial_state.state_details
+            proposed_state.state_details.scheduled_time = initial_details.scheduled_time
+            proposed_state.state_details.deployment_concurrency_lease_id = (
+                initial_details.deployment_concurrency_lease_id
+            )
             return
 
         await self.abort_transition(

@@ -95,7 +95,10 @@ async def test_pending_sub_state_is_accepted():
     bench = Bench()
     run = task_run()
     due = T0 + timedelta(seconds=30)
-    bench.place(run, Pending(timestamp=T0, scheduled_time=due))
+    lease_id = uuid4()
+    bench.place(
+        run, Pending(timestamp=T0, scheduled_time=due, deployment_concurrency_lease_id=lease_id)
+    )
 
     result = await bench.propose(
         run, Pending(name="Submitting", timestamp=T0), only(PreventPendingTransitions)
@@ -103,6 +106,7 @@ async def test_pending_sub_state_is_accepted():
 
     assert result.status is SetStateStatus.ACCEPT
     assert result.state.state_details.scheduled_time == due
+    assert result.state.state_details.deployment_concurrency_lease_id == lease_id
 
 
 async def test_pending_same_name_aborts():
