@@ -11,6 +11,8 @@ import asyncio
 import logging
 import sys
 
+from redis.exceptions import RedisError
+
 from queue_server.app import serve
 from queue_server.settings import Settings
 
@@ -29,8 +31,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         asyncio.run(serve(settings, http=not options.no_http))
     except ValueError as error:
-        logging.getLogger("queue_server").error("%s", error)
+        logging.getLogger("queue_server").error("invalid settings: %s", error)
         return 2
+    except (RedisError, OSError) as error:
+        logging.getLogger("queue_server").error("service failed: %s", error)
+        return 1
     return 0
 
 

@@ -157,7 +157,7 @@ async def _supervise(
         if error is not None:
             logger.error("%s failed; stopping the replica", tasks[task], exc_info=error)
             failure = error
-        else:
+        elif not stop.is_set():
             logger.error("%s ended unexpectedly; stopping the replica", tasks[task])
             failure = failure or RuntimeError(f"{tasks[task]} ended unexpectedly")
 

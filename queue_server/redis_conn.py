@@ -162,8 +162,8 @@ def _parse_options(query: str) -> dict[str, str]:
 def _parse_userinfo(userinfo: str) -> tuple[str | None, str | None]:
     if not userinfo:
         return None, None
-    user, has_password, password = userinfo.partition(":")
-    return (unquote(user) or None), (unquote(password) if has_password else None)
+    user, _, password = userinfo.partition(":")
+    return (unquote(user) or None), (unquote(password) or None)
 
 
 def _parse_host(item: str, default_port: int) -> tuple[str, int]:
