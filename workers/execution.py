@@ -239,7 +239,7 @@ class RunExecutor:
         except asyncio.CancelledError:
             if job.run_id in self._cancel_requested:
                 self._log_end(job, "cancelled", started, attempt, "on request")
-                await self._propose(job, proposals.cancelled(token, "cancelled while running"))
+                await self._propose(job, proposals.cancelled("cancelled while running"))
                 return
             raise
         except Exception as error:  # noqa: BLE001 - the task's own failure, reported in full

@@ -53,6 +53,6 @@ def awaiting_concurrency_slot(token: UUID, delay_seconds: float) -> StateCreate:
     )
 
 
-def cancelled(token: UUID, message: str) -> StateCreate:
-    details = StateDetails(claim_token=token)
-    return StateCreate(type=StateType.CANCELLED, message=message, state_details=details)
+def cancelled(message: str) -> StateCreate:
+    """Cancelled, with no claim token: moving a run to Cancelling clears the run's token."""
+    return StateCreate(type=StateType.CANCELLED, message=message)
