@@ -14,6 +14,8 @@ from policy.rule import BaseUniversalTransform
 from policy.runs import FlowRun, TaskRun
 from policy.states import StateType
 
+RETRY_ORIGIN = "AwaitingRetry"
+
 if TYPE_CHECKING:
     from policy.context import OrchestrationContext
 
@@ -144,6 +146,28 @@ class IncrementTaskRunCount(BaseUniversalTransform):
             context.run.run_count += 1
 
 
+class KeepRetryOrigin(BaseUniversalTransform):
+    """Keep the AwaitingRetry origin of a claimed run that goes back to Scheduled.
+
+    A claim records the name of the Scheduled state it claimed. When a claimed retry
+    is handed back or released to its queue, the new Scheduled state carries that
+    origin, so the next claim records a retry and the run enters Running as Retrying.
+    It runs on forced transitions too, because the service releases runs that way.
+    """
+
+    async def before_transition(self, context: OrchestrationContext) -> None:
+        if self.nullified_transition():
+            return
+        initial = context.initial_state
+        proposed = context.proposed_state
+        if initial is None or not initial.is_pending() or not proposed.is_scheduled():
+            return
+        if initial.state_details.claimed_state_name != RETRY_ORIGIN:
+            return
+        if proposed.state_details.claimed_state_name is None:
+            proposed.state_details.claimed_state_name = RETRY_ORIGIN
+
+
 class UpdateSubflowStateDetails(BaseUniversalTransform):
     """Point a subflow's states at the task run that tracks it in the parent flow."""
 
@@ -217,6 +241,7 @@ COMMON_TRANSFORMS = (
 GLOBAL_TASK_TRANSFORMS: tuple[type[BaseUniversalTransform], ...] = (
     *COMMON_TRANSFORMS,
     IncrementTaskRunCount,
+    KeepRetryOrigin,
 )
 
 # NOTE: flow runs get no unique-timestamp transform, because states are ordered by a

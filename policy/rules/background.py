@@ -10,8 +10,6 @@ from policy.rule import ALL, BaseOrchestrationRule, BaseUniversalTransform
 from policy.runs import TaskRun
 from policy.states import State, StateType
 
-RETRY_ORIGIN = "AwaitingRetry"
-
 
 class EnforceClaim(BaseOrchestrationRule):
     """Let only the worker holding a run's current claim move the run.
@@ -26,9 +24,9 @@ class EnforceClaim(BaseOrchestrationRule):
     the run's current token. Proposals of the service and of operators are not checked:
     they clear the token themselves.
 
-    A Scheduled state proposed from a Pending claim of an AwaitingRetry state (a run
-    handed back to its queue) keeps that origin in its details, so the next claim still
-    records a retry.
+    A run handed back to its queue from such a claim keeps the AwaitingRetry origin in
+    its Scheduled state (a global transform does that), so the next claim still records
+    a retry.
     """
 
     FROM_STATES = ALL
@@ -44,7 +42,6 @@ class EnforceClaim(BaseOrchestrationRule):
         proposed_state: State | None,
         context: TaskOrchestrationContext,
     ) -> None:
-        _keep_retry_origin(initial_state, proposed_state)
         if context.actor != "worker":
             return
 
@@ -97,15 +94,6 @@ class EnforceClaim(BaseOrchestrationRule):
                 "The proposal's claim token is not the run's current claim token: the run was "
                 "claimed by another worker or released by the service."
             )
-
-
-def _keep_retry_origin(initial_state: State | None, proposed_state: State) -> None:
-    if initial_state is None or not initial_state.is_pending() or not proposed_state.is_scheduled():
-        return
-    if initial_state.state_details.claimed_state_name != RETRY_ORIGIN:
-        return
-    if proposed_state.state_details.claimed_state_name is None:
-        proposed_state.state_details.claimed_state_name = RETRY_ORIGIN
 
 
 class EnqueueScheduledTasks(BaseUniversalTransform):

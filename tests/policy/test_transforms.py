@@ -227,3 +227,38 @@ async def test_flow_run_count_counts_running():
     await bench.propose_flow(run, Running(timestamp=T0), MinimalFlowPolicy)
 
     assert run.run_count == 1
+
+
+async def test_forced_release_keeps_retry_origin():
+    bench = Bench()
+    run = task_run(is_background=True)
+    bench.place(run, Pending(timestamp=T0, claimed_state_name="AwaitingRetry"))
+
+    result = await bench.propose(run, Scheduled(T0, timestamp=T0), force=True, actor="service")
+
+    assert result.state.state_details.claimed_state_name == "AwaitingRetry"
+
+
+async def test_release_of_first_attempt_has_no_origin():
+    bench = Bench()
+    run = task_run(is_background=True)
+    bench.place(run, Pending(timestamp=T0, claimed_state_name="Scheduled"))
+
+    result = await bench.propose(run, Scheduled(T0, timestamp=T0), force=True, actor="service")
+
+    assert result.state.state_details.claimed_state_name is None
+
+
+async def test_proposed_origin_is_kept():
+    bench = Bench()
+    run = task_run(is_background=True)
+    bench.place(run, Pending(timestamp=T0, claimed_state_name="AwaitingRetry"))
+
+    result = await bench.propose(
+        run,
+        Scheduled(T0, timestamp=T0, claimed_state_name="Late"),
+        force=True,
+        actor="service",
+    )
+
+    assert result.state.state_details.claimed_state_name == "Late"
