@@ -164,7 +164,9 @@ def _state(state_type: StateType, name: str | None, **fields: Any) -> State:
     return State(type=state_type, name=name or "", state_details=details, **fields)
 
 
-def Scheduled(scheduled_time: datetime | None = None, name: str = "Scheduled", **fields: Any) -> State:  # noqa: N802
+def Scheduled(
+    scheduled_time: datetime | None = None, name: str = "Scheduled", **fields: Any
+) -> State:  # noqa: N802
     """Build a Scheduled state due at `scheduled_time` (now when omitted)."""
     return _state(StateType.SCHEDULED, name, scheduled_time=scheduled_time, **fields)
 
@@ -246,10 +248,14 @@ def Paused(  # noqa: N802
     )
 
 
-def Suspended(pause_timeout: datetime | None = None, pause_key: str | None = None, **fields: Any) -> State:  # noqa: N802
+def Suspended(
+    pause_timeout: datetime | None = None, pause_key: str | None = None, **fields: Any
+) -> State:  # noqa: N802
     return Paused(pause_timeout, reschedule=True, pause_key=pause_key, name="Suspended", **fields)
 
 
-def NotReady(pause_timeout: datetime | None = None, reschedule: bool = False, **fields: Any) -> State:  # noqa: N802
+def NotReady(
+    pause_timeout: datetime | None = None, reschedule: bool = False, **fields: Any
+) -> State:  # noqa: N802
     """Build the Paused state named NotReady that tells a task its flow run is paused."""
     return Paused(pause_timeout, reschedule=reschedule, name="NotReady", **fields)

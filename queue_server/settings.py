@@ -36,15 +36,26 @@ class Settings(BaseSettings):
     )
     batch_size: int = Field(default=100, ge=1, description="Requests applied per transaction.")
     claim_idle: float = Field(
-        default=30.0, gt=0, description="Seconds a request stays unacknowledged before "
-        "another replica takes it over."
+        default=30.0,
+        gt=0,
+        description="Seconds a request stays unacknowledged before another replica takes it over.",
     )
-    stream_maxlen: int = Field(default=100_000, ge=1000, description="Approximate length cap of the request stream.")
+    stream_maxlen: int = Field(
+        default=100_000, ge=1000, description="Approximate length cap of the request stream."
+    )
 
-    heartbeat_ttl: float = Field(default=30.0, gt=0, description="Seconds a heartbeat key lives; workers beat every third of it.")
+    heartbeat_ttl: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a heartbeat key lives; workers beat every third of it.",
+    )
     reaper_interval: float = Field(default=5.0, gt=0, description="Seconds between reaper passes.")
-    reconcile_interval: float = Field(default=30.0, gt=0, description="Seconds between reconciler passes.")
-    result_cache_ttl: int = Field(default=3600, ge=1, description="Seconds a result stays cached in Redis.")
+    reconcile_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between reconciler passes."
+    )
+    result_cache_ttl: int = Field(
+        default=3600, ge=1, description="Seconds a result stays cached in Redis."
+    )
     decisions_kept: int = Field(default=100, ge=1, description="Decisions kept per run.")
     transition_retention: float = Field(
         default=86_400.0, gt=0, description="Seconds a decided transition id is remembered."
@@ -54,15 +65,21 @@ class Settings(BaseSettings):
         default=10.0, ge=0, description="Mean seconds a run waits before retrying a full tag limit."
     )
     max_queued_per_task_key: int = Field(
-        default=100_000, ge=1, description="Queued (Scheduled) background runs allowed per task key."
+        default=100_000,
+        ge=1,
+        description="Queued (Scheduled) background runs allowed per task key.",
     )
     max_argument_bytes: int = Field(
-        default=1_000_000, ge=1, description="Largest serialized parameters accepted at .delay(), in bytes."
+        default=1_000_000,
+        ge=1,
+        description="Largest serialized parameters accepted at .delay(), in bytes.",
     )
     max_request_bytes: int = Field(
         default=4_000_000, ge=1, description="Largest request body the service accepts, in bytes."
     )
-    max_cache_key_length: int = Field(default=2000, ge=1, description="Longest cache key, in characters.")
+    max_cache_key_length: int = Field(
+        default=2000, ge=1, description="Longest cache key, in characters."
+    )
     policy_variant: Literal["taskgate", "reference"] = Field(
         default="taskgate",
         description="taskgate: the service's policies (claim check, slots, cache isolation); "
@@ -73,9 +90,13 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8765, description="Operator HTTP API port.")
     api_token: str | None = Field(default=None, description="Bearer token the HTTP API requires.")
 
-    worker_concurrency: int = Field(default=10, ge=1, description="Runs one worker process executes at once.")
+    worker_concurrency: int = Field(
+        default=10, ge=1, description="Runs one worker process executes at once."
+    )
     worker_poll_delay: float = Field(
-        default=0.5, gt=0, description="Seconds between fallback queue polls; enqueues wake workers at once."
+        default=0.5,
+        gt=0,
+        description="Seconds between fallback queue polls; enqueues wake workers at once.",
     )
     shutdown_grace: float = Field(
         default=30.0, ge=0, description="Seconds a stopping worker lets in-flight runs finish."
