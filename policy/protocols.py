@@ -27,7 +27,7 @@ class CacheStore(Protocol):
     """The task run state cache: completed states looked up by cache key."""
 
     async def lookup(self, cache_key: str, now: datetime) -> State | None:
-        """Return the newest cached state for the key whose expiration is unset or later than now."""
+        """Return the newest cached state for the key that has not expired at `now`."""
 
     async def insert(self, cache_key: str, expiration: datetime | None, state: State) -> None: ...
 
