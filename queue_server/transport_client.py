@@ -231,13 +231,20 @@ class ServiceClient:
 
     async def _read_replies(self) -> None:
         reply_key = self.keys.reply(self.client_id)
+        failures = 0
         while True:
             try:
                 item = await self.redis.blpop([reply_key], timeout=REPLY_BLOCK_SECONDS)
             except REDIS_DOWN_ERRORS as error:
-                logger.warning("reading replies from Redis failed: %s; retrying", error)
+                # Log the first failure of an outage; the retries every half second go to debug.
+                level = logging.WARNING if failures == 0 else logging.DEBUG
+                logger.log(level, "reading replies from Redis failed: %s; retrying", error)
+                failures += 1
                 await asyncio.sleep(RECONNECT_DELAY_SECONDS)
                 continue
+            if failures:
+                logger.info("reading replies from Redis again after %d failed attempts", failures)
+                failures = 0
             if item is None:
                 continue
             self._route(item[1])

@@ -35,10 +35,12 @@ class ChannelListener:
         self.subscribed = asyncio.Event()
 
     async def run(self) -> None:
+        failures = 0
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self.handlers)
+                failures = 0
                 self.subscribed.set()
                 self.on_resubscribe()
                 async for message in pubsub.listen():
@@ -47,7 +49,9 @@ class ChannelListener:
                         handler(message["data"])
             except REDIS_DOWN_ERRORS as error:
                 self.subscribed.clear()
-                logger.warning("worker subscription failed: %s; subscribing again", error)
+                level = logging.WARNING if failures == 0 else logging.DEBUG
+                logger.log(level, "worker subscription failed: %s; subscribing again", error)
+                failures += 1
                 await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
             finally:
                 with contextlib.suppress(*REDIS_DOWN_ERRORS):

@@ -103,6 +103,7 @@ class WorkerRuntime:
         self.redis_url = resolve_redis_url(settings)
         self.consumers: dict[str, TaskKeyConsumer] = {}
         self._stop = asyncio.Event()
+        self._hurry = asyncio.Event()
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT, then stop gracefully."""
@@ -199,8 +200,8 @@ class WorkerRuntime:
 
     def _on_signal(self, signum: int) -> None:
         if self._stop.is_set():
-            logger.warning("worker %s: second stop signal; stopping now", self.worker_id)
-            self.settings = self.settings.model_copy(update={"shutdown_grace": 0.0})
+            logger.warning("worker %s: second stop signal; ending the grace period", self.worker_id)
+            self._hurry.set()
             return
         logger.info(
             "worker %s: %s received; taking no new jobs",
@@ -221,7 +222,7 @@ class WorkerRuntime:
                 self.settings.shutdown_grace,
                 len(in_flight),
             )
-            await asyncio.wait(in_flight, timeout=self.settings.shutdown_grace)
+            await self._wait_for_runs(in_flight)
         left = executor.held.snapshot()
         for job in in_flight:
             job.cancel()
@@ -231,6 +232,19 @@ class WorkerRuntime:
             await self._release(service, left)
             for run_id in left:
                 executor.held.discard(run_id)
+
+    async def _wait_for_runs(self, in_flight: list[asyncio.Task[None]]) -> None:
+        """Wait until the runs end, the grace period passes, or a second signal arrives."""
+        all_done = asyncio.ensure_future(asyncio.wait(in_flight))
+        hurry = asyncio.ensure_future(self._hurry.wait())
+        await asyncio.wait(
+            [all_done, hurry],
+            timeout=self.settings.shutdown_grace,
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        # Cancelling these waiters leaves the runs themselves untouched.
+        all_done.cancel()
+        hurry.cancel()
 
     async def _release(self, service: ServiceClient, run_ids: list[UUID]) -> None:
         logger.info(

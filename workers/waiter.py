@@ -144,17 +144,21 @@ class RunWaiter:
             await asyncio.wait_for(self._subscribed.wait(), self.poll_interval)
 
     async def _listen(self) -> None:
+        failures = 0
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.keys.events)
+                failures = 0
                 self._subscribed.set()
                 # Events may have been missed while unsubscribed: let every waiter re-read.
                 self._wake_all()
                 async for message in pubsub.listen():
                     self._on_message(message.get("data"))
             except REDIS_DOWN_ERRORS as error:
-                logger.warning("the events subscription failed: %s; subscribing again", error)
+                level = logging.WARNING if failures == 0 else logging.DEBUG
+                logger.log(level, "the events subscription failed: %s; subscribing again", error)
+                failures += 1
                 self._subscribed.clear()
                 await asyncio.sleep(RESUBSCRIBE_DELAY_SECONDS)
             finally:
