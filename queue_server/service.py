@@ -361,7 +361,6 @@ class TransitionService:
             await self._check_queue_room(session, run.task_key)
             now = self.clock.now()
             inserted = await insert_task_run(session, new_task_run_values(run, digest, now))
-            row = await lock_task_run(session, run.id)
             if inserted:
                 scheduled = Scheduled(
                     scheduled_time=run.scheduled_time or now, deferred=True, timestamp=now
@@ -369,7 +368,10 @@ class TransitionService:
                 orchestration = await transitions.propose_task_state(
                     run.id, scheduled, actor="client", transition_id=transition_id
                 )
-                return await self._task_run_view(session, row), orchestration
+                row = await session.get(TaskRunRow, run.id)
+                return task_run_view(row, orchestration.state), orchestration
+            # Another replica created the run between our look-up and our insert.
+            row = await lock_task_run(session, run.id)
 
         if row.create_digest != digest:
             raise RequestError(
