@@ -4,9 +4,9 @@ A request is one entry on the ``<prefix>:requests`` stream; its reply is pushed 
 sender's own list ``<prefix>:reply:<client_id>``. One background task per
 `ServiceClient` blocks on that list and hands each reply to the waiting caller by its
 request id. A request with no reply after ``request_timeout`` seconds is sent again
-unchanged (same request id, same run and transition ids), which the service treats as
-the same request, so a lost reply, a dead replica or a restarted Redis costs a resend
-and never a duplicate.
+unchanged, with the same request id and the same run and transition ids. The service
+treats the copy as the same request, so a lost reply, a dead replica or a restarted
+Redis costs a resend and never a duplicate.
 
 `ClientThread` runs a private event loop on a daemon thread, so synchronous code such as
 ``.delay()`` can use the asyncio client without an event loop of its own.
@@ -44,7 +44,7 @@ REDIS_DOWN_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class ServiceError(Exception):
-    """The service answered a request with ``ok: false``; `code` and `field` say why."""
+    """An ``ok: false`` reply from the service; `code` and `field` tell why."""
 
     code = "internal"
 
@@ -170,7 +170,7 @@ class ServiceClient:
     ) -> list[Any]:
         """Send many requests of one op in one pipeline; return each result or ServiceError.
 
-        The results are in the order of `many_args`; an error reply becomes the
+        The results are in the order of `many_args`. An error reply becomes the
         ServiceError in its place instead of being raised, so one bad item does not hide
         the others.
         """

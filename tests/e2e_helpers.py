@@ -107,7 +107,7 @@ class Stack:
         return self.home / f"{name}.log"
 
     def start_service(self, **extra: str) -> subprocess.Popen[bytes]:
-        """Start `python -m queue_server` and wait until its HTTP API answers."""
+        """Start `python -m queue_server` and wait until its HTTP API responds."""
         process = self._spawn("service", [sys.executable, "-m", "queue_server"], extra)
 
         def healthy() -> bool:
@@ -230,7 +230,7 @@ class Stack:
 
 
 def count_lines(path: Path) -> int:
-    """Return how many lines a side-effect file holds (0 when it does not exist)."""
+    """Return the number of lines in a side-effect file (0 when it does not exist)."""
     try:
         return len(path.read_text().splitlines())
     except FileNotFoundError:

@@ -1,4 +1,4 @@
-"""What user code imports: `@task`, futures, and the errors taskgate raises."""
+"""The public API for user code: `@task`, futures, and the errors taskgate raises."""
 
 from workers.errors import (
     ArgumentError,

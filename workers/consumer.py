@@ -1,11 +1,10 @@
 """One arq consumer per task key, all sharing one concurrency limit, woken instead of polling.
 
-`TaskKeyConsumer` keeps arq's job handling (the in-progress guard that stops two
-workers from taking one job, its retry bookkeeping, the JSON job format) and replaces
-two things: its poll loop, which sleeps until the `QueueWatcher` wakes it instead of
-polling every half second, and its own semaphore, which is swapped for one shared by
-every consumer of the process, so the worker's concurrency is one limit across all of
-its task keys.
+`TaskKeyConsumer` keeps arq's job handling: the in-progress guard that stops two
+workers from taking one job, its retry bookkeeping and the JSON job format. It replaces
+two things. Its poll loop sleeps until the `QueueWatcher` wakes it, instead of polling
+every half second. Its semaphore is swapped for one shared by every consumer of the
+process, so the worker's concurrency is one limit across all of its task keys.
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ from workers.watcher import RedisClock
 
 logger = logging.getLogger(__name__)
 
-# arq counts deliveries of one job and gives up after max_tries; taskgate's policy owns
-# retries, and a redelivered job is only claimed once, so arq's limit is set out of reach.
+# arq counts the deliveries of a job and drops it after max_tries. taskgate's policy
+# decides retries and a redelivered job is claimed only once, so arq's limit is disabled.
 ARQ_MAX_TRIES = 1_000_000
 # Job ids read per look at the queue: enough to step past the few jobs that other
 # workers are claiming at the same moment.
@@ -95,7 +94,11 @@ class TaskKeyConsumer(Worker):
             self.wake.set()
 
     async def start_jobs(self, job_ids: Sequence[bytes]) -> None:
-        """Start jobs while a shared slot is free; never wait for one with a stale list."""
+        """Start jobs while a shared slot is free, and stop at the first full slot.
+
+        Waiting for a slot with this list in hand would start jobs that other workers
+        took meanwhile, or start them after shutdown began.
+        """
         for job_id in job_ids:
             if not self.allow_pick_jobs:
                 return

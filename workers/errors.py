@@ -43,7 +43,7 @@ class SubmissionRejected(SubmissionError):
 
 
 class QueueFullError(SubmissionError):
-    """The task key's queue already holds as many runs as the service allows."""
+    """The task key's queue already contains as many runs as the service allows."""
 
     def __init__(self, message: str, task_key: str) -> None:
         super().__init__(message)

@@ -1,7 +1,7 @@
-"""Run one job: claim the run, obey the service's answer, execute the function, report the end.
+"""Run one job: claim the run, follow the orchestration result, execute, report the end.
 
-The executor knows nothing of retries, caching or concurrency limits: those are rules
-of the service's policy. It proposes states and does what each answer says:
+The executor knows nothing of retries, caching or concurrency limits, because those are
+rules of the service's policy. It proposes states and acts on each orchestration result:
 
 - ABORT of the claim: another worker has the run, or it moved on; drop the job.
 - REJECT of Running to a Cached Completed state: the cached result is the run's result.
@@ -126,11 +126,11 @@ class RunExecutor:
         if claim.status == "WAIT":
             # The job came early by the service's clock: put it back for the remaining time.
             raise Retry(defer=claim.delay_seconds or 1)
-        # Whatever the answer, this job's Scheduled state is used up: take it off the queue.
+        # Whatever the result, this job's Scheduled state is used up, so take it off the queue.
         await self.service.redis.zrem(self.keys.queue(job.task_key), ctx["job_id"])
         if claim.status != "ACCEPT":
             logger.debug(
-                "run %s: claim answered %s (%s); job dropped",
+                "run %s: claim returned %s (%s); job dropped",
                 job.run_id,
                 claim.status,
                 claim.reason,
@@ -139,7 +139,7 @@ class RunExecutor:
         token = claim.state.state_details.claim_token if claim.state else None
         if token is None or start is None:
             logger.error(
-                "run %s: the accepted claim carries no claim token or start answer; "
+                "run %s: the accepted claim returned no claim token or Running result; "
                 "leaving the run to the reaper",
                 job.run_id,
             )
@@ -171,7 +171,7 @@ class RunExecutor:
         else:
             state_name = start.state.name if start.state else None
             logger.info(
-                "run %s of %s: Running answered %s to %s; not executed",
+                "run %s of %s: Running returned %s with state %s; not executed",
                 job.run_id,
                 job.task_key,
                 start.status,
@@ -317,7 +317,7 @@ class RunExecutor:
         """Keep an unpersisted value in the Redis result cache, the only place it lives."""
         view = await self.service.request("read_run", {"run_id": str(job.run_id)})
         view["state"]["data"] = data
-        # NOTE: the service caches the final view too, after its reply; if its write lands
+        # NOTE: the service also caches the final view after its reply. If that write lands
         # after this one, the value is lost and the future raises ResultNotAvailable.
         await self.service.redis.set(
             self.keys.result(job.run_id), _dumps(view), ex=self.result_cache_ttl

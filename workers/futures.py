@@ -94,8 +94,8 @@ class TaskFuture:
     async def _cached_value_state(self, state: State, limit: float | None) -> State:
         """Read the value of an unpersisted result from the Redis result cache.
 
-        The worker writes it right after its Completed state is accepted, so it may
-        arrive a moment after the state; this waits for it up to one request timeout.
+        The worker writes the value right after its Completed state is accepted, so it
+        may arrive a moment after the state. This waits up to one request timeout for it.
         """
         client = self.client
         limit = client.settings.request_timeout if limit is None else limit
@@ -126,7 +126,8 @@ def wait_all(futures: Iterable[TaskFuture], timeout: float | None = None) -> Don
 
 
 async def await_all(
-    futures: Iterable[TaskFuture], timeout: float | None = None  # noqa: ASYNC109
+    futures: Iterable[TaskFuture],
+    timeout: float | None = None,  # noqa: ASYNC109
 ) -> DoneAndPending:
     """Await, on the client loop, what `wait_all` waits for."""
     futures = list(futures)

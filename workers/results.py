@@ -69,7 +69,7 @@ def rebuild_exception(state: State) -> BaseException:
     """Rebuild the exception of a Failed or Crashed state, with the remote traceback attached.
 
     The exception gets the original type when that type can be imported here and built
-    from its message; otherwise it is a RemoteTaskError naming the type. The traceback
+    from its message. Otherwise it is a RemoteTaskError naming the type. The traceback
     text is kept as `remote_traceback` and added as a note, so it prints with the error.
     """
     data = state.data if _is_error(state.data) else {}

@@ -1,11 +1,13 @@
 """One worker process: serve the tasks of some modules from their arq queues until stopped.
 
-`run_worker` builds, on one event loop: a `TaskKeyConsumer` per task key sharing one
-concurrency limit, the `QueueWatcher` that wakes them, one pub/sub connection for the
-wake and events channels, the `RunExecutor` that claims and runs each job, and the
-heartbeat thread. SIGTERM and SIGINT stop it gracefully: no new job is taken, runs in
-flight get ``shutdown_grace`` seconds to finish, and the service is asked to release
-what is left, which it moves as it would for an expired heartbeat.
+`run_worker` builds these on one event loop: a `TaskKeyConsumer` per task key, all
+sharing one concurrency limit, and the `QueueWatcher` that wakes them. It adds one
+pub/sub connection for the wake and events channels, the `RunExecutor` that claims and
+runs each job, and the heartbeat thread.
+
+SIGTERM and SIGINT stop it gracefully: no new job is taken, runs in flight get
+``shutdown_grace`` seconds to finish, and the service is asked to release what is left,
+which it moves as it would for an expired heartbeat.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from workers.watcher import QueueWatcher, RedisClock
 logger = logging.getLogger(__name__)
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-# Seconds the worker waits for the service to answer its release request at shutdown.
+# Seconds the worker waits for the reply to its release request at shutdown.
 RELEASE_TIMEOUT_SECONDS = 30.0
 
 
@@ -266,7 +268,7 @@ class WorkerRuntime:
                 self.worker_id,
             )
             return
-        logger.info("worker %s: released %s", self.worker_id, answer.get("released"))
+        logger.info("worker %s: the service released %s", self.worker_id, answer.get("released"))
 
     async def _arq_pool(self) -> ArqRedis:
         return await create_pool(

@@ -1,4 +1,4 @@
-"""Submit background runs: bind and encode each call, send the create requests, check answers.
+"""Submit background runs: bind and encode each call, send the create requests, check replies.
 
 Everything that can fail on the caller's side (a wrong argument, a value the serializer
 cannot encode, parameters over the size limit, a cache key over the length limit) fails
@@ -142,7 +142,7 @@ def _check_created(task: Task[Any, Any], run: TaskRunCreate, result: Any) -> Non
     orchestration = OrchestrationResultView.model_validate(result["orchestration"])
     if orchestration.status != "ACCEPT":
         raise SubmissionRejected(
-            f"the service answered {orchestration.status} to run {run.id} of {task.task_key}: "
+            f"the service returned {orchestration.status} for run {run.id} of {task.task_key}: "
             f"{orchestration.reason or 'no reason given'}",
             code=orchestration.status.lower(),
         )

@@ -57,7 +57,7 @@ def run_supervisor(
     """Start `processes` workers and keep them running until SIGTERM or SIGINT. Blocks.
 
     On a stop signal every worker gets SIGTERM, so each stops gracefully within the
-    shutdown grace; a worker still alive 10 s after that gets SIGKILL.
+    shutdown grace. A worker still alive 10 s after that gets SIGKILL.
     """
     if processes < 1:
         raise ValueError(f"processes={processes} must be at least 1")

@@ -26,7 +26,7 @@ from queue_server.transport_client import REDIS_DOWN_ERRORS, ServiceClient
 logger = logging.getLogger(__name__)
 
 FINAL_TYPE_NAMES = frozenset(state_type.value for state_type in TERMINAL_STATES)
-# Most events are not final; a final event's JSON holds one of these names.
+# Most events are not final. A final event's JSON contains one of these names.
 FINAL_MARKERS = tuple(name.encode() for name in FINAL_TYPE_NAMES)
 RESUBSCRIBE_DELAY_SECONDS = 0.5
 
@@ -53,7 +53,11 @@ class RunWaiter:
         self._subscribed = asyncio.Event()
 
     async def wait(
-        self, run_ids: Iterable[UUID], *, timeout: float | None, first: bool = False  # noqa: ASYNC109
+        self,
+        run_ids: Iterable[UUID],
+        *,
+        timeout: float | None,  # noqa: ASYNC109
+        first: bool = False,
     ) -> dict[UUID, TaskRunView]:
         """Return the final views of the runs that ended before `timeout` seconds passed.
 

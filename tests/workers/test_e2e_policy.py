@@ -123,11 +123,11 @@ def test_tag_limit_bounds_running_runs(stack: Stack) -> None:
                 moments.append((parse_time(state["timestamp"]), 1))
                 moments.append((parse_time(states[index + 1]["timestamp"]), -1))
     running = 0
-    most = 0
+    max_running = 0
     for _, change in sorted(moments, key=lambda item: (item[0], item[1])):
         running += change
-        most = max(most, running)
-    assert most <= 2
+        max_running = max(max_running, running)
+    assert max_running <= 2
     assert handed_back > 0
 
 
