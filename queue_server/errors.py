@@ -2,7 +2,7 @@
 
 `StorageFault` is a failure of the database itself (a lost connection, a deadlock, a
 serialization failure, a locked SQLite file). The service rolls back the whole batch
-and sends no reply, so the senders resend; it is never answered with ABORT.
+and sends no reply, so the senders resend. The service never replies ABORT for it.
 
 `RequestError` is a problem with one request (a malformed argument, an unknown run id,
 a full queue). The service answers it with an error reply naming the value and writes

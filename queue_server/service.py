@@ -101,7 +101,7 @@ class TransitionService:
     - ``await apply_batch(requests) -> BatchOutcome``: one transaction for the batch.
       Requests run in run-id order, each in its own savepoint, with its run locked
       (``SELECT ... FOR UPDATE`` on PostgreSQL, the database write lock on SQLite),
-      then one commit. ``outcome.replies`` holds a ``(client_id, Reply)`` per request in
+      then one commit. ``outcome.replies`` contains a ``(client_id, Reply)`` per request in
       the order given. A bad request gets ``Reply(ok=False, error=ErrorInfo(code,
       message, field))`` and writes nothing. A rule that raises is answered with ABORT
       and its savepoint rolls back. A storage fault rolls back the whole batch and
@@ -351,8 +351,9 @@ class TransitionService:
     ) -> tuple[TaskRunView, OrchestrationResultView]:
         """Create a background run and orchestrate its first Scheduled state.
 
-        A resend (same run id, same contents) gets the stored answer; the same id with
-        other contents is a conflict. A full queue is refused before anything is written.
+        A resend (same run id, same contents) gets the stored orchestration result, and
+        the same id with other contents is a conflict. A full queue is rejected before
+        anything is written.
         """
         session = transitions.session
         digest = create_digest(run)
@@ -383,8 +384,8 @@ class TransitionService:
         decided = await find_decision(session, transition_id) or await first_decision(
             session, run.id
         )
-        # NOTE: once the first decision is pruned, a resent create is answered with
-        # ACCEPT and the run's current state.
+        # NOTE: once the first decision is pruned, a resent create gets ACCEPT with the
+        # run's current state instead of the original result.
         orchestration = (
             OrchestrationResultView.model_validate(decided.answer)
             if decided is not None
@@ -525,7 +526,7 @@ class TransitionService:
     ) -> tuple[OrchestrationResultView, Effects]:
         """Propose a state on a task run as an operator (or the service) and commit it.
 
-        `force` selects the minimal policy; the claim token is cleared whenever the
+        `force` selects the minimal policy. The claim token is cleared whenever the
         transition is kept, so the worker that held the run cannot move it again.
         """
         self._check_state(state, "state")

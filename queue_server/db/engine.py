@@ -2,7 +2,7 @@
 
 SQLite and PostgreSQL differ here and nowhere else:
 
-- SQLite runs in WAL mode, so readers never block the one writer. Every write
+- SQLite runs in WAL mode, so readers and the one writer do not block each other. Every write
   transaction starts with `BEGIN IMMEDIATE`, which takes the database-wide write lock
   up front; a transaction that only later upgraded its read lock could fail with
   "database is locked" halfway through a batch. Writers in one process also queue

@@ -2,7 +2,7 @@
 
 SQL is the system of record: runs with their parameters, every state, every decision,
 results, the task run state cache, tag concurrency limits and their holders, flow runs
-and deployments. Redis only holds what can be rebuilt from these tables.
+and deployments. Redis only keeps what can be rebuilt from these tables.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ class TaskRunRow(RunSnapshotColumns, Base):
     # The claim token of the accepted claim; every later worker proposal must carry it.
     claim_token: Mapped[UUID | None]
     worker_id: Mapped[str | None] = mapped_column(String(200), index=True)
-    # The cache key of the current Running state, so cache isolation can ask whether
-    # another run is Running with a key; cleared when the run leaves Running.
+    # The cache key of the current Running state, which cache isolation looks up to
+    # find another run Running with the same key. It is cleared when the run leaves Running.
     cache_key: Mapped[str | None] = mapped_column(Text)
     # The task's cache options sent at creation; they travel in every job of the run.
     submitted_cache_key: Mapped[str | None] = mapped_column(Text)
@@ -154,7 +154,7 @@ class DecisionRow(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     state_id: Mapped[UUID | None]
     delay_seconds: Mapped[float | None] = mapped_column(Float)
-    # The whole answer as sent, so a resent transition id gets exactly the same reply.
+    # The reply sent for this decision, so a resent transition id gets the same reply.
     answer: Mapped[dict[str, Any]]
     created: Mapped[datetime]
 

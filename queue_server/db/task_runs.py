@@ -124,8 +124,8 @@ async def filter_task_runs(
     if tag is None:
         rows = await session.scalars(statement.limit(limit).offset(offset))
         return list(rows)
-    # NOTE: tags are a JSON list, so the tag filter runs in Python over the other
-    # filters' matches; a large table filtered by tag alone is read in full.
+    # NOTE: tags are a JSON list, so the tag filter runs in Python over the rows the
+    # other filters match. A large table filtered by tag alone is read in full.
     matching = [row for row in await session.scalars(statement) if tag in (row.tags or [])]
     return matching[offset : offset + limit]
 

@@ -1,7 +1,7 @@
 """One orchestrated transition inside a batch's transaction, and what it leaves to do.
 
 `Transitions` works on the open write session of one batch. For each proposal it locks
-the run, answers an already decided transition id with the stored decision, runs the
+the run, returns the stored decision for a transition id decided before, runs the
 policy inside a savepoint, writes the run's snapshot back and stores the decision. An
 ABORT, whether a rule decided it or a rule raised, rolls its savepoint back, so nothing
 of it is written except the decision itself. What must happen after the commit (jobs
@@ -65,7 +65,7 @@ class ServiceClock:
 
 @dataclass
 class Effects:
-    """What the caller carries out after the transaction that produced it commits.
+    """Work the caller carries out once the transaction that produced it has committed.
 
     `jobs` go on their task key's queue, `events` on the events channel, and `results`
     (runs that reached a final state) into the Redis result cache.
@@ -129,11 +129,11 @@ class Transitions:
         worker_id: str | None = None,
         clear_claim: bool = False,
     ) -> OrchestrationResultView:
-        """Orchestrate `proposed` on a task run and return the answer.
+        """Orchestrate `proposed` on a task run and return the orchestration result.
 
-        A transition id that was already decided gets the stored answer and changes
-        nothing. `clear_claim` drops the run's claim token when the transition is kept,
-        as every transition the service or an operator makes itself must.
+        A transition id decided before gets the stored result and changes nothing.
+        `clear_claim` drops the run's claim token when the transition is kept, as every
+        transition the service or an operator makes itself must.
         """
         row = await lock_task_run(self.session, run_id)
         if row is None:
@@ -194,7 +194,7 @@ class Transitions:
         transition_id: UUID | None = None,
         force: bool = False,
     ) -> OrchestrationResultView:
-        """Orchestrate `proposed` on a flow run and return the answer."""
+        """Orchestrate `proposed` on a flow run and return the orchestration result."""
         row = await lock_flow_run(self.session, run_id)
         if row is None:
             raise not_found("args.run_id", "flow run", run_id)

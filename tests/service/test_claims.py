@@ -118,3 +118,9 @@ async def test_token_cleared_by_cancel_fences_worker(service: TransitionService)
     late = only_reply(await service.apply_batch([propose_request(run_id, completed)]))
     assert late.result["status"] == "ABORT"
     assert (await service.read_run(run_id)).state.type.value == "CANCELLING"
+
+    stopped = only_reply(
+        await service.apply_batch([propose_request(run_id, {"type": "CANCELLED"})])
+    )
+    assert stopped.result["status"] == "ACCEPT"
+    assert (await service.read_run(run_id)).state.type.value == "CANCELLED"
