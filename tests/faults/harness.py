@@ -33,6 +33,7 @@ from workers.client import TaskgateClient, configure
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 TASKS_MODULE = "tests.faults.tasks"
+FINAL_STATE_TYPES = frozenset({"COMPLETED", "FAILED", "CRASHED", "CANCELLED"})
 
 
 def fast_settings(**overrides: Any) -> dict[str, str]:
@@ -48,7 +49,7 @@ def fast_settings(**overrides: Any) -> dict[str, str]:
         "request_timeout": 2.0,
         "claim_idle": 2.0,
         "shutdown_grace": 2.0,
-        "future_poll_interval": 0.5,
+        "future_poll_interval": 2.0,
         "worker_poll_delay": 0.5,
         "tag_concurrency_slot_wait_seconds": 0.5,
         "log_level": "INFO",
@@ -330,6 +331,20 @@ class Stack:
         """Return each task run's current (state type, state name), by run id."""
         rows = self.sql("SELECT id, state_type, state_name FROM task_runs")
         return {str(UUID(str(run_id))): (kind, name) for run_id, kind, name in rows}
+
+    def wait_all_final(self, expected: int, seconds: float = 600.0) -> dict[str, tuple[str, str]]:
+        """Wait until the database holds `expected` task runs, all in a final state.
+
+        Reading SQL here, instead of waiting on the futures, keeps the test's own polling
+        off the service while it works through a backlog.
+        """
+
+        def all_final() -> dict[str, tuple[str, str]] | None:
+            states = self.run_states()
+            done = [kind for kind, _ in states.values() if kind in FINAL_STATE_TYPES]
+            return states if len(states) == expected and len(done) == expected else None
+
+        return wait_until(all_final, seconds, f"{expected} runs to end", interval=0.5)
 
     def slot_holders(self) -> list[tuple[str, str]]:
         rows = self.sql("SELECT tag, task_run_id FROM concurrency_slot_holders")
