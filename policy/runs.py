@@ -58,9 +58,11 @@ class FlowRunPolicy(BaseModel):
 
 
 class RunSnapshot(BaseModel):
-    """Fields that task runs and flow runs share: the current state and the run clock."""
+    """Fields that task runs and flow runs share: the current state and the run clock.
 
-    model_config = ConfigDict(validate_assignment=True)
+    Fields are validated when the snapshot is built from storage or input, not on
+    attribute assignment: the engine assigns values taken from validated states.
+    """
 
     id: UUID
     name: str = ""

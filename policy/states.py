@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pendulum
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 
 def utc_now() -> datetime:
@@ -25,6 +25,9 @@ def utc_now() -> datetime:
 def _as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
+    if type(value) is pendulum.DateTime and value.tzinfo is pendulum.UTC:
+        # Already what the conversion below returns; skipping it saves a copy per state.
+        return value
     if value.tzinfo is None:
         raise ValueError(f"datetime {value.isoformat()} has no timezone; pass an aware UTC time")
     return pendulum.instance(value).in_timezone("UTC")
@@ -54,9 +57,12 @@ ALL_STATES: frozenset[StateType | None] = frozenset(set(StateType) | {None})
 
 
 class StateDetails(BaseModel):
-    """Structured facts carried by a state, read and written by the rules."""
+    """Structured facts carried by a state, read and written by the rules.
 
-    model_config = ConfigDict(validate_assignment=True)
+    Values are validated when the details are built, and by the state builders below,
+    but not on attribute assignment: the rules assign values taken from validated
+    states and runs, and validating each assignment was the engine's largest cost.
+    """
 
     flow_run_id: UUID | None = None
     task_run_id: UUID | None = None
@@ -89,9 +95,10 @@ class StateDetails(BaseModel):
 
 
 class State(BaseModel):
-    """One state of a task run or a flow run."""
+    """One state of a task run or a flow run.
 
-    model_config = ConfigDict(validate_assignment=True)
+    Fields are validated when the state is built, not on attribute assignment.
+    """
 
     id: UUID = Field(default_factory=uuid4)
     type: StateType
@@ -156,11 +163,19 @@ class State(BaseModel):
         return copied.model_copy(update=fields)
 
 
+_DETAIL_FIELDS = frozenset(StateDetails.model_fields)
+
+
 def _state(state_type: StateType, name: str | None, **fields: Any) -> State:
-    details = fields.pop("state_details", None) or StateDetails()
-    for key in list(fields):
-        if key in StateDetails.model_fields:
-            setattr(details, key, fields.pop(key))
+    details = fields.pop("state_details", None)
+    detail_values = {key: fields.pop(key) for key in fields.keys() & _DETAIL_FIELDS}
+    if details is None:
+        details = StateDetails(**detail_values)
+    else:
+        # The caller's details object is filled in place, each value validated as
+        # assignment validation would.
+        for key, value in detail_values.items():
+            StateDetails.__pydantic_validator__.validate_assignment(details, key, value)
     return State(type=state_type, name=name or "", state_details=details, **fields)
 
 
