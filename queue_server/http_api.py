@@ -3,7 +3,7 @@
 It reads runs, their state history and decisions, queue depths and live workers, manages
 tag concurrency limits, and lets an operator cancel a run or force a state. When
 ``TASKGATE_API_TOKEN`` is set, every route except ``/health``, ``/docs`` and
-``/openapi.json`` requires ``Authorization: Bearer <token>`` and answers 401 without it.
+``/openapi.json`` requires ``Authorization: Bearer <token>`` and returns 401 without it.
 The server binds to 127.0.0.1 unless ``TASKGATE_HTTP_HOST`` says otherwise.
 
 Forced changes and cancels commit through the transition service, and their effects
@@ -38,7 +38,7 @@ from queue_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# The longest state name the database stores.
+# Maximum length of a state name, as the database column stores it.
 MAX_STATE_NAME_LENGTH = 200
 # Each named state's type, taken from the policy's own constructors: a forced state
 # that borrows a name of another type (Running named AwaitingRetry) is rejected.
@@ -148,7 +148,7 @@ def create_app(
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, Any]:
-        """Report whether Redis answers; the service process itself is up if this responds."""
+        """Report whether Redis responds to PING; any response at all means the process is up."""
         try:
             redis_ok = bool(await redis.ping())
         except (RedisError, OSError) as error:

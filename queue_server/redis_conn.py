@@ -8,8 +8,9 @@ Accepted URLs:
   ``ssl_check_hostname``
 - ``unix://[[user]:password@]/path/to/redis.sock[?db=N]``
 - ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service_name[/db]``, and
-  ``rediss+sentinel://`` for TLS to the sentinels and the primary; the password
-  authenticates to the primary, and ``sentinel_password`` in the query to the sentinels.
+  ``rediss+sentinel://`` for TLS to the sentinels and the primary. The password
+  authenticates to the primary. The query option ``sentinel_password`` authenticates
+  to the sentinels.
 
 Any URL may also carry ``socket_timeout`` and ``socket_connect_timeout`` in seconds. A URL
 is only ever logged through `mask_url`, which hides its password.
@@ -69,7 +70,7 @@ def _mask_query(url: str, parts: Any) -> str:
 
 @dataclass(frozen=True)
 class RedisTarget:
-    """Where and how to connect, parsed from a Redis URL."""
+    """Connection target and options, parsed from a Redis URL."""
 
     scheme: str
     hosts: tuple[tuple[str, int], ...] = ()

@@ -1,6 +1,6 @@
 """The service replica's own heartbeat key, ``<prefix>:service:<replica_id>``.
 
-It tells operators (and tests) which replicas are alive; nothing in the service judges
+It shows operators (and tests) which replicas are alive. Nothing in the service judges
 replicas by it, because the request stream's pending list already hands a dead
 replica's work to the others.
 """

@@ -2,7 +2,7 @@
 
 The service deletes a decision when it is older than ``transition_retention`` seconds
 and not among its run's last ``decisions_kept``. A younger decision stays whatever the
-count, because a sender may still resend its transition id and must get the same answer.
+count, because a sender may still resend its transition id and must get the same reply.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The reaper: move the runs of workers whose heartbeat key has expired.
 
 A worker refreshes ``<prefix>:workers:<worker_id>`` while it lives. When the key is gone
-and SQL still names that worker on some runs, the service releases them: Pending goes
+and SQL still names that worker on some runs, the service releases them. Pending goes
 back to Scheduled, Running to AwaitingRetry while attempts remain (else Crashed), and
-Cancelling to Cancelled; each release is a row-locked transition that clears the claim
+Cancelling to Cancelled. Each release is a row-locked transition that clears the claim
 token, so any replica may reap.
 
 A heartbeat is missing for a while after the service starts (the worker's next beat

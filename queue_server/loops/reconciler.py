@@ -1,9 +1,9 @@
 """The reconciler: put back every committed Scheduled background run missing from Redis.
 
 SQL is the system of record. A Redis restart without persistence, or a crash between a
-commit and its enqueue, can leave a Scheduled background run with no queue entry; the
-reconciler finds each such run (neither a queue entry nor an arq in-progress key) and
-writes the entry itself. Enqueueing is idempotent by job id, so two replicas
+commit and its enqueue, can leave a Scheduled background run with no queue entry. The
+reconciler finds each such run (one with neither a queue entry nor an arq in-progress
+key) and writes the entry itself. Enqueueing is idempotent by job id, so two replicas
 reconciling at once restore each run once.
 """
 

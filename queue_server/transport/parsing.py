@@ -1,6 +1,6 @@
 """Turn one stream entry into a validated Request, or into an error reply naming the field.
 
-An entry holds a single field ``body``, a JSON object. Its ``args`` are checked against
+An entry has a single field ``body``, a JSON object. Its ``args`` are checked against
 the model of its op here, so a malformed request never reaches the transaction. When
 an entry is too broken to name its sender, there is nobody to reply to: the caller logs
 it and acknowledges it.
@@ -50,7 +50,7 @@ REQUEST_ID_PATTERN = re.compile(rb'"request_id"\s*:\s*"([0-9a-fA-F-]{32,36})"')
 
 @dataclass(frozen=True)
 class RejectedEntry:
-    """A stream entry that is not a valid request; `client_id` is None when nobody can be told."""
+    """An invalid stream entry; `client_id` is None when the entry names no readable client."""
 
     client_id: str | None
     request_id: UUID | None

@@ -1,4 +1,4 @@
-"""The service side of the request transport: read the request stream, answer, acknowledge.
+"""The service side of the request transport: read the request stream, reply, acknowledge.
 
 One `RequestConsumer` runs per service replica, as consumer ``<replica_id>`` of the
 consumer group on ``<prefix>:requests``. Each pass of its loop:
@@ -91,7 +91,7 @@ async def push_replies(
 
 
 class RequestConsumer:
-    """Reads the request stream as one replica of the consumer group and answers it."""
+    """Reads the request stream as one replica of the consumer group and replies to each request."""
 
     def __init__(
         self,
@@ -134,7 +134,7 @@ class RequestConsumer:
         logger.info("request consumer %s stopped", self.replica_id)
 
     async def serve_once(self) -> int:
-        """Run one pass: take over stale entries, read new ones, answer both; return the count."""
+        """Run one pass: take over stale entries, read new ones, reply to both; return the count."""
         if not self._group_ready:
             await ensure_group(self.redis, self.keys)
             self._group_ready = True
