@@ -16,6 +16,7 @@ import ast
 import hashlib
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,11 @@ FAULTS_FOLDER_VARIABLE = "TASKGATE_DEMO_FAULTS_DIR"
 # Percentage of files whose first attempt fails, chosen by content hash.
 INJECTED_FAULT_PERCENT = 3
 STAT_FIELDS = ("files", "lines", "functions", "classes", "imports", "syntax_errors", "bytes")
+# CPython 3.11's ast.parse keeps its recursion depth in interpreter-wide state, so two
+# threads parsing at once can fail with "AST constructor recursion depth mismatch".
+# Workers run sync tasks in a thread pool; parsing holds the GIL anyway, so one lock
+# costs no parallelism.
+_PARSE_LOCK = threading.Lock()
 
 
 class InjectedTransientError(RuntimeError):
@@ -62,7 +68,8 @@ def source_statistics(source: bytes) -> dict[str, int]:
     stats["bytes"] = len(source)
     stats["lines"] = source.count(b"\n") + (1 if source and not source.endswith(b"\n") else 0)
     try:
-        tree = ast.parse(source)
+        with _PARSE_LOCK:
+            tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         stats["syntax_errors"] = 1
         return stats

@@ -19,6 +19,8 @@ class TaskgateApp(typer.Typer):
             return super().__call__(*args, **kwargs)
         except CliError as error:
             exit_with(error)
+        except KeyboardInterrupt:
+            exit_with(CliError("interrupted", exit_code=130))
 
 
 app = TaskgateApp(
@@ -34,12 +36,16 @@ app = TaskgateApp(
 def configure_logging(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at DEBUG level."),
 ) -> None:
-    """Set up logging for every subcommand; TASKGATE_LOG_LEVEL sets the default level."""
+    """Set up logging: warnings only for operator commands, unless -v or TASKGATE_LOG_LEVEL.
+
+    The long-running commands (server, worker, dev) raise the level to
+    TASKGATE_LOG_LEVEL (INFO by default) themselves.
+    """
     import os  # noqa: PLC0415
 
-    level = "DEBUG" if verbose else os.environ.get("TASKGATE_LOG_LEVEL", "INFO").upper()
+    level = "DEBUG" if verbose else os.environ.get("TASKGATE_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(
-        level=level if level in logging.getLevelNamesMapping() else "INFO",
+        level=level if level in logging.getLevelNamesMapping() else "WARNING",
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 

@@ -55,12 +55,9 @@ def check_database_url(url: str) -> None:
         return
     supported = " or ".join(f"{name}://" for name in SUPPORTED_DATABASE_DRIVERS)
     suggestion = DATABASE_SCHEME_FIXES.get(scheme)
-    fix = f"use {suggestion}://" if suggestion else f"use {supported}"
+    fix = f"use {suggestion}:// instead" if suggestion else f"use {supported}"
     shown = scheme or "(none)"
-    raise CliError(
-        f"invalid database URL scheme {shown!r} in TASKGATE_DATABASE_URL: {fix} "
-        f"(supported: {supported})"
-    )
+    raise CliError(f"invalid database URL scheme {shown!r} in TASKGATE_DATABASE_URL: {fix}")
 
 
 def check_redis_url_form(url: str) -> None:
@@ -114,6 +111,6 @@ async def _ping(url: str) -> None:
 
 def _short_reason(error: BaseException) -> str:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    if "refused" in text.lower():
+    if "refused" in text.lower() or "Error 111 " in text or "Connect call failed" in text:
         return "connection refused"
     return text.rstrip(".")

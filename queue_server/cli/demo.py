@@ -37,6 +37,8 @@ AGGREGATE_TAG_LIMIT = 1
 DEMO_SLOT_WAIT_SECONDS = "0.5"
 RESULT_TIMEOUT_SECONDS = 60.0
 READ_BATCH = 500
+PROGRESS_POLL_SECONDS = 0.25
+SERVICE_READ_SECONDS = 5.0
 
 console = Console()
 
@@ -135,11 +137,27 @@ def analyse(settings: Settings, demo_input: DemoInput) -> DemoOutcome:
 
     set_limit(settings, AGGREGATE_TAG, AGGREGATE_TAG_LIMIT)
     client = configure(settings)
+    try:
+        return _analyse_with(client, demo_input, analyse_file, aggregate_stats)
+    finally:
+        # Close the client's connections before the stack stops Redis under them.
+        client.run(lambda: _close_client(client))
+
+
+async def _close_client(client: Any) -> None:
+    await client.waiter.close()
+    await client.service.close()
+    await client.redis.aclose()
+
+
+def _analyse_with(
+    client: Any, demo_input: DemoInput, analyse_file: Any, aggregate_stats: Any
+) -> DemoOutcome:
     processing_started = time.monotonic()
     futures = analyse_file.map(
         [str(path) for path in demo_input.paths], demo_input.hashes, client=client
     )
-    _wait_with_progress(futures, "analysing files")
+    _wait_with_progress(client, futures, "analysing files")
     file_views = read_views(client, [future.run_id for future in futures])
 
     results = []
@@ -151,7 +169,9 @@ def analyse(settings: Settings, demo_input: DemoInput) -> DemoOutcome:
         for start in range(0, len(results), AGGREGATE_CHUNK_SIZE)
     ]
     aggregate_futures = aggregate_stats.map(chunks, client=client)
-    _wait_with_progress(aggregate_futures, f"aggregating (tag limit {AGGREGATE_TAG_LIMIT})")
+    _wait_with_progress(
+        client, aggregate_futures, f"aggregating (tag limit {AGGREGATE_TAG_LIMIT})"
+    )
     aggregate_views = read_views(client, [future.run_id for future in aggregate_futures])
     totals: Counter[str] = Counter()
     for future, view in zip(aggregate_futures, aggregate_views, strict=True):
@@ -165,33 +185,65 @@ def analyse(settings: Settings, demo_input: DemoInput) -> DemoOutcome:
     )
 
 
-def _wait_with_progress(futures: list[Any], description: str) -> None:
-    from workers import as_completed  # noqa: PLC0415
-    from workers.errors import TaskTimeout  # noqa: PLC0415
+def _wait_with_progress(client: Any, futures: list[Any], description: str) -> None:
+    """Show a progress bar until every future's run is final.
 
+    Progress comes from the Redis result cache, which holds the final view of each
+    finished run, with a read from the service every few seconds for runs whose cache
+    entry is missing. Waiting on the futures one at a time instead would ask the
+    service about every pending run each time one finishes.
+    """
+    pending = [future.run_id for future in futures]
+    # NOTE: the limit only guards against a stalled stack; it is not a speed target.
+    timeout = 600.0 + len(pending)
+    deadline = time.monotonic() + timeout
+    next_service_read = time.monotonic() + SERVICE_READ_SECONDS
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    # NOTE: the limit only guards against a stalled stack; it is not a speed target.
-    timeout = 600.0 + len(futures)
     with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(description, total=len(futures))
-        try:
-            for _ in as_completed(futures, timeout=timeout):
-                progress.advance(bar)
-        except TaskTimeout:
-            raise CliError(
-                f"{description}: runs were not final after {timeout:.0f} s; see the service "
-                "and worker logs under <TASKGATE_HOME>/logs/demo"
-            ) from None
+        bar = progress.add_task(description, total=len(pending))
+        while pending:
+            finished = client.run(lambda waiting=pending: _final_in_cache(client, waiting))
+            if time.monotonic() >= next_service_read:
+                remaining = [run_id for run_id in pending if run_id not in finished]
+                finished |= {view.id for view in read_views(client, remaining) if _is_final(view)}
+                next_service_read = time.monotonic() + SERVICE_READ_SECONDS
+            pending = [run_id for run_id in pending if run_id not in finished]
+            progress.update(bar, completed=len(futures) - len(pending))
+            if not pending:
+                break
+            if time.monotonic() > deadline:
+                raise CliError(
+                    f"{description}: {len(pending)} runs were not final after {timeout:.0f} s; "
+                    "see the service and worker logs under <TASKGATE_HOME>/logs/demo"
+                )
+            time.sleep(PROGRESS_POLL_SECONDS)
+
+
+async def _final_in_cache(client: Any, run_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    finished: set[uuid.UUID] = set()
+    for start in range(0, len(run_ids), READ_BATCH):
+        batch = run_ids[start : start + READ_BATCH]
+        cached = await client.redis.mget([client.keys.result(run_id) for run_id in batch])
+        for run_id, raw in zip(batch, cached, strict=True):
+            if raw is not None and _is_final(TaskRunView.model_validate_json(raw)):
+                finished.add(run_id)
+    return finished
+
+
+def _is_final(view: TaskRunView) -> bool:
+    return view.state is not None and view.state.is_final()
 
 
 def read_views(client: Any, run_ids: list[uuid.UUID]) -> list[TaskRunView]:
     """Read the runs' final views from the service, in the order of `run_ids`."""
     views: list[TaskRunView] = []
+    if not run_ids:
+        return views
     for start in range(0, len(run_ids), READ_BATCH):
         batch = [str(run_id) for run_id in run_ids[start : start + READ_BATCH]]
         found = client.request("read_runs", {"run_ids": batch})

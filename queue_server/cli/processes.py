@@ -32,6 +32,15 @@ def run_maybe_async(result: Any) -> Any:
     return result
 
 
+def use_service_logging(settings: Settings) -> None:
+    """Log at TASKGATE_LOG_LEVEL (INFO by default), as a long-running process should."""
+    level = settings.log_level.upper()
+    if level in logging.getLevelNamesMapping() and not logging.getLogger().isEnabledFor(
+        logging.DEBUG
+    ):
+        logging.getLogger().setLevel(level)
+
+
 def require_redis_url(settings: Settings, command: str) -> str:
     """Return TASKGATE_REDIS_URL after checking Redis answers; fail if it is unset."""
     if not settings.redis_url:
@@ -74,6 +83,7 @@ def server(
 ) -> None:
     """Run the transition service: the request loop, the background loops and the HTTP API."""
     settings = load_settings(http_port=http_port)
+    use_service_logging(settings)
     require_redis_url(settings, "server")
     from queue_server.app import serve  # noqa: PLC0415
 
@@ -98,8 +108,22 @@ def worker(
 ) -> None:
     """Run worker processes that execute the tasks defined in MODULES."""
     settings = load_settings(worker_concurrency=concurrency)
+    use_service_logging(settings)
     require_redis_url(settings, "worker")
     check_task_modules(modules)
+    check_task_keys(modules, task_keys)
+    if processes == 1:
+        from workers.runtime import run_worker  # noqa: PLC0415
+
+        run_maybe_async(
+            run_worker(
+                modules,
+                concurrency=settings.worker_concurrency,
+                task_keys=task_keys or None,
+                settings=settings,
+            )
+        )
+        return
     from workers.supervisor import run_supervisor  # noqa: PLC0415
 
     run_maybe_async(
@@ -111,6 +135,18 @@ def worker(
             settings=settings,
         )
     )
+
+
+def check_task_keys(modules: list[str], task_keys: list[str] | None) -> None:
+    """Fail in one line when the modules define no task or not a requested task key."""
+    from workers.registry import REGISTRY  # noqa: PLC0415
+    from workers.runtime import select_task_keys  # noqa: PLC0415
+
+    try:
+        select_task_keys(modules, task_keys, REGISTRY)
+    except (ValueError, ImportError) as error:
+        fix = "pass --task-key values the modules define" if task_keys else "fix the modules"
+        raise CliError(f"{error}; {fix}") from None
 
 
 def dev(
@@ -127,6 +163,7 @@ def dev(
     Ctrl-C stops the workers, the service and the embedded Redis, in that order.
     """
     settings = load_settings()
+    use_service_logging(settings)
     task_modules = modules or ["examples.stdlib_stats"]
     check_task_modules(task_modules)
     if settings.redis_url:
