@@ -73,9 +73,12 @@ def start_workers(group: ProcessGroup, redis_url: str, config: ArqConfig) -> Non
         process = ManagedProcess.python_module(
             f"arq-worker-{config.label}-{index}",
             "bench.arq_worker",
-            "--redis-url", redis_url,
-            "--max-jobs", str(config.max_jobs),
-            "--poll-delay", str(config.poll_delay),
+            "--redis-url",
+            redis_url,
+            "--max-jobs",
+            str(config.max_jobs),
+            "--poll-delay",
+            str(config.poll_delay),
         )
         pids.append(group.start(process).pid)
 

@@ -29,9 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--redis-url", required=True, help="redis:// URL of a loopback server")
     parser.add_argument("--max-jobs", type=int, default=10, help="jobs run at once")
-    parser.add_argument(
-        "--poll-delay", type=float, default=0.5, help="seconds between queue polls"
-    )
+    parser.add_argument("--poll-delay", type=float, default=0.5, help="seconds between queue polls")
     arguments = parser.parse_args()
 
     worker = Worker(

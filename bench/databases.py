@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -23,7 +24,9 @@ class SqliteDatabase:
     """A SQLite file in a private temporary folder."""
 
     label: str = "SQLite"
-    folder: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="taskgate-bench-db-")))
+    folder: Path = field(
+        default_factory=lambda: Path(tempfile.mkdtemp(prefix="taskgate-bench-db-"))
+    )
 
     @property
     def path(self) -> Path:
@@ -37,7 +40,13 @@ class SqliteDatabase:
         self.folder.mkdir(parents=True, exist_ok=True)
 
     def size_bytes(self) -> int:
-        """Return the bytes of the database file and its write-ahead log."""
+        """Fold the write-ahead log into the file, then return the bytes of both."""
+        if self.path.exists():
+            connection = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                connection.close()
         return sum(
             path.stat().st_size
             for path in (self.path, self.path.with_name(self.path.name + "-wal"))
@@ -45,8 +54,6 @@ class SqliteDatabase:
         )
 
     def version(self) -> str:
-        import sqlite3  # noqa: PLC0415
-
         return sqlite3.sqlite_version
 
     def drop(self) -> None:
@@ -78,7 +85,8 @@ class PostgresDatabase:
         return self._url_for(self.name, "postgresql+asyncpg")
 
     async def _admin(self, statement: str) -> str | None:
-        connection = await asyncpg.connect(self._url_for(urlsplit(self.admin_url).path[1:], "postgresql"))
+        admin_database = urlsplit(self.admin_url).path.lstrip("/") or "postgres"
+        connection = await asyncpg.connect(self._url_for(admin_database, "postgresql"))
         try:
             return await connection.fetchval(statement)
         finally:

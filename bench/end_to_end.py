@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import redis
 
 from bench.databases import BenchDatabase
-from bench.harness import BenchmarkError, ProcessGroup, percentile
+from bench.harness import BenchmarkError, Deadline, ProcessGroup, percentile
 from bench.stack import KEY_PREFIX, Stack, StackConfig, start_stack
 
 # Threads that call `.delay()` at once in a throughput run, as a web server's
@@ -107,27 +107,66 @@ def fresh_redis(redis_url: str) -> None:
     client.close()
 
 
-def submit_and_collect(tasks: Sequence, runs: int) -> float:
-    """Call `.delay()` `runs` times from several threads, then wait for every result.
+def delay_from_threads(tasks: Sequence, runs: int, group: ProcessGroup) -> list:
+    """Call `.delay()` `runs` times from `SUBMITTING_THREADS` daemon threads; return the futures.
 
-    Runs go round-robin over `tasks`. Returns the seconds from the first call to the
-    last result.
+    Runs go round-robin over `tasks`. A `.delay()` whose service has died blocks while it
+    resends, so the threads are daemons and this call gives up as soon as a process of
+    `group` has exited.
     """
+    futures: list = [None] * runs
+    errors: list[BaseException] = []
+    indexes = iter(range(runs))
+    lock = threading.Lock()
+
+    def submit() -> None:
+        while True:
+            with lock:
+                index = next(indexes, None)
+            if index is None or errors:
+                return
+            try:
+                futures[index] = tasks[index % len(tasks)].delay()
+            except Exception as error:  # noqa: BLE001 - handed to the caller below
+                errors.append(error)
+                return
+
+    threads = [
+        threading.Thread(target=submit, name=f"delay-{number}", daemon=True)
+        for number in range(SUBMITTING_THREADS)
+    ]
+    for thread in threads:
+        thread.start()
+    deadline = Deadline(RESULT_TIMEOUT_SECONDS, f"{runs} .delay() calls")
+    for thread in threads:
+        while thread.is_alive():
+            group.check_running()
+            deadline.check()
+            thread.join(timeout=0.5)
+    if errors:
+        raise BenchmarkError(f".delay() failed: {type(errors[0]).__name__}: {errors[0]}")
+    return futures
+
+
+def wait_for_results(futures: list, group: ProcessGroup) -> None:
+    """Wait until every run is final, checking every second that the stack still runs."""
     from workers import wait_all  # noqa: PLC0415
 
-    def delay(index: int):
-        return tasks[index % len(tasks)].delay()
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(SUBMITTING_THREADS) as pool:
-        futures = list(pool.map(delay, range(runs)))
-    done, pending = wait_all(futures, timeout=RESULT_TIMEOUT_SECONDS)
-    if pending:
-        raise BenchmarkError(
-            f"{len(pending)} of {runs} runs had no result after {RESULT_TIMEOUT_SECONDS:.0f} s"
-        )
-    for future in done:
+    deadline = Deadline(RESULT_TIMEOUT_SECONDS, f"the results of {len(futures)} runs")
+    pending = futures
+    while pending:
+        group.check_running()
+        deadline.check()
+        _, pending = wait_all(pending, timeout=1.0)
+    for future in futures:
         future.result(timeout=RESULT_TIMEOUT_SECONDS)
+
+
+def submit_and_collect(tasks: Sequence, runs: int, group: ProcessGroup) -> float:
+    """Submit `runs` runs and wait for every result; return seconds from first call to last."""
+    started = time.perf_counter()
+    futures = delay_from_threads(tasks, runs, group)
+    wait_for_results(futures, group)
     return time.perf_counter() - started
 
 
@@ -144,10 +183,10 @@ def measure_throughput(
         with ProcessGroup() as group:
             stack = start_stack(group, config)
             configure_client(config.redis_url)
-            submit_and_collect(tasks, warmup)
+            submit_and_collect(tasks, warmup, group)
             service_cpu = stack.service.cpu_seconds()
             worker_cpu = sum(worker.cpu_seconds() for worker in stack.workers)
-            seconds = submit_and_collect(tasks, runs)
+            seconds = submit_and_collect(tasks, runs, group)
             return EndToEndRun(
                 runs=runs,
                 seconds=seconds,
@@ -198,6 +237,7 @@ def measure_latency(
 
             single = LatencySamples()
             for _ in range(one_at_a_time):
+                group.check_running()
                 timed_run(listener, single)
 
             paced = LatencySamples()

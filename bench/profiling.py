@@ -50,8 +50,18 @@ def start_recording(name: str, pid: int, seconds: float) -> tuple[subprocess.Pop
     output = LOG_DIR / f"profile-{name}.txt"
     recorder = subprocess.Popen(
         [
-            py_spy_binary(), "record", "--pid", str(pid), "--duration", str(int(seconds)),
-            "--rate", str(SAMPLE_RATE_HZ), "--format", "raw", "--output", str(output),
+            py_spy_binary(),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            str(SAMPLE_RATE_HZ),
+            "--format",
+            "raw",
+            "--output",
+            str(output),
             "--nonblocking",
         ],
         stdout=subprocess.DEVNULL,

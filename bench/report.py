@@ -20,8 +20,16 @@ from bench.results import Results
 BEGIN_MARKER = "<!-- bench:results:begin -->"
 END_MARKER = "<!-- bench:results:end -->"
 PACKAGES = (
-    "arq", "redis", "hiredis", "pydantic", "pendulum", "SQLAlchemy",
-    "aiosqlite", "asyncpg", "psutil", "pyinstrument",
+    "arq",
+    "redis",
+    "hiredis",
+    "pydantic",
+    "pendulum",
+    "SQLAlchemy",
+    "aiosqlite",
+    "asyncpg",
+    "psutil",
+    "pyinstrument",
 )
 
 

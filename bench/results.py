@@ -90,8 +90,10 @@ class Results:
             if measurement is None:
                 lines.append(f"target {target.label}: {bound}, not measured in this run")
                 continue
-            met = measurement.value <= target.limit if target.at_most else (
-                measurement.value >= target.limit
+            met = (
+                measurement.value <= target.limit
+                if target.at_most
+                else (measurement.value >= target.limit)
             )
             lines.append(
                 f"target {target.label}: {measurement.formatted_value()} {measurement.unit}, "

@@ -53,7 +53,9 @@ def heartbeat_count(client: redis.Redis, pattern: str) -> int:
     return sum(1 for _ in client.scan_iter(match=pattern, count=1000))
 
 
-def start_stack(group: ProcessGroup, config: StackConfig, service_argv: list[str] | None = None) -> Stack:
+def start_stack(
+    group: ProcessGroup, config: StackConfig, service_argv: list[str] | None = None
+) -> Stack:
     """Start the service, then the workers, waiting for each one's heartbeat.
 
     `service_argv` replaces ``python -m queue_server``, for example to run the service

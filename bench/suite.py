@@ -6,14 +6,16 @@ recorded as skipped with its error, so one missing piece never hides the others.
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import redis
 
-from bench import arq_raw
+from bench import arq_raw, end_to_end
 from bench.arq_raw import STOCK, TUNED, ArqConfig
+from bench.databases import PostgresDatabase, SqliteDatabase
 from bench.results import Measurement, Ratio, Results, Target
 
 
@@ -22,7 +24,8 @@ class Options:
     """What the command line chose; counts are numbers of runs or jobs."""
 
     full: bool = False
-    jobs: int = 2000
+    jobs: int = 2000  # raw arq jobs per throughput run
+    taskgate_runs: int = 300  # taskgate runs per throughput run
     latency_runs: int = 200
     rate_per_second: float = 200.0
     rate_seconds: float = 5.0
@@ -77,8 +80,8 @@ def raw_arq_throughput(context: Context) -> None:
 
 
 def raw_arq_latency(context: Context) -> None:
-    runs = min(context.options.latency_runs, 50)
-    for key, config in (("arq.stock", STOCK), ("arq.tuned", TUNED)):
+    # Stock arq waits about half a second per job here, so it gets fewer runs.
+    for key, config, runs in (("arq.stock", STOCK, 20), ("arq.tuned", TUNED, 100)):
         latency = arq_raw.measure_latency(context.redis_url, config, runs)
         for which, label in (("to_start_ms", "to start"), ("to_finish_ms", "to result")):
             for fraction, name in ((0.5, "p50"), (0.99, "p99")):
@@ -94,11 +97,216 @@ def raw_arq_latency(context: Context) -> None:
                 )
 
 
+def databases(context: Context) -> list:
+    """Return a fresh SQLite database and, unless disabled, a fresh PostgreSQL one."""
+    found: list = [SqliteDatabase()]
+    if context.options.postgres_admin_url:
+        postgres = PostgresDatabase(context.options.postgres_admin_url)
+        context.postgres_version = postgres.version()
+        found.append(postgres)
+    return found
+
+
+def add_end_to_end(context: Context, section: str, key: str, label: str, run) -> None:
+    results = context.results
+    detail = f"N={run.runs}"
+    results.add(Measurement(section, key, label, run.per_second, "runs/s", detail))
+    for process in ("service", "worker"):
+        results.add(
+            Measurement(
+                section,
+                f"{key}.cpu.{process}",
+                f"{label}: {process} CPU per run",
+                run.cpu_ms_per_run(process),
+                "ms",
+                "user + system time over the timed runs"
+                + (", all workers" if process == "worker" else ""),
+            )
+        )
+    results.add(
+        Measurement(
+            section,
+            f"{key}.rss.service",
+            f"{label}: service peak RSS",
+            run.service_peak_rss / 1e6,
+            "MB",
+        )
+    )
+    results.add(
+        Measurement(
+            section,
+            f"{key}.rss.worker",
+            f"{label}: worker peak RSS",
+            run.worker_peak_rss / 1e6,
+            "MB",
+            "largest of the worker processes",
+        )
+    )
+
+
+def taskgate_throughput(context: Context, workers: int, section: str) -> None:
+    runs = context.options.taskgate_runs
+    for database in databases(context):
+        key = f"tg.{database.label.lower()}.{workers}"
+        config = end_to_end.stack_config(context.redis_url, database, workers=workers)
+        run = end_to_end.measure_throughput(config, runs)
+        label = f"taskgate on {database.label}, {workers} worker process" + (
+            "es" if workers > 1 else ""
+        )
+        add_end_to_end(context, section, key, label, run)
+
+
+def taskgate_one_worker(context: Context) -> None:
+    taskgate_throughput(context, 1, END_TO_END)
+
+
+def taskgate_four_workers(context: Context) -> None:
+    taskgate_throughput(context, 4, END_TO_END_4)
+
+
+def taskgate_latency(context: Context) -> None:
+    options = context.options
+    rate = options.rate_per_second
+    measured = context.results.get("tg.sqlite.1")
+    if measured is not None and measured.value * 0.5 < rate:
+        # A rate above what the stack sustains measures a growing backlog, not latency.
+        rate = max(1.0, round(measured.value * 0.5))
+    config = end_to_end.stack_config(context.redis_url, SqliteDatabase())
+    single, paced = end_to_end.measure_latency(
+        config, options.latency_runs, rate, options.rate_seconds
+    )
+    for samples, mode, detail in (
+        (single, "one", f"{options.latency_runs} runs one at a time"),
+        (paced, "rate", f"{int(rate * options.rate_seconds)} runs at {rate:g}/s"),
+    ):
+        name = "one at a time" if mode == "one" else f"at {rate:g} runs/s"
+        note = detail
+        if samples.missing_running:
+            note += f"; Running not heard for {samples.missing_running}"
+        for which, target in (("to_running_ms", "Running"), ("to_result_ms", "result")):
+            for fraction, pname in ((0.5, "p50"), (0.99, "p99")):
+                context.results.add(
+                    Measurement(
+                        LATENCY,
+                        f"tg.{mode}.{target.lower()}.{pname}",
+                        f"taskgate on SQLite, {name}, .delay() to {target} {pname}",
+                        samples.p(which, fraction),
+                        "ms",
+                        note,
+                    )
+                )
+
+
+def policy_engine(context: Context) -> None:
+    from bench import policy_engine as engine  # noqa: PLC0415
+
+    runs = 20_000 if context.options.full else 5000
+    rate = engine.measure_transitions_per_second(runs)
+    context.results.add(
+        Measurement(
+            POLICY,
+            "policy.transitions",
+            "background policy, in memory, one process",
+            rate,
+            "transitions/s",
+            f"{runs} runs x Scheduled, Pending, Running, Completed",
+        )
+    )
+
+
+def task_key_scaling(context: Context) -> None:
+    from bench.tasks import KEYED_NOOPS  # noqa: PLC0415
+
+    runs = context.options.taskgate_runs
+    for count in (1, 10, 100):
+        tasks = KEYED_NOOPS[:count]
+        config = end_to_end.stack_config(context.redis_url, SqliteDatabase())
+        config.task_keys = [item.task_key for item in tasks]
+        run = end_to_end.measure_throughput(config, runs, tasks=tasks)
+        context.results.add(
+            Measurement(
+                SCALING,
+                f"scale.keys.{count}",
+                f"taskgate on SQLite, {count} task key{'s' if count > 1 else ''}, one worker",
+                run.per_second,
+                "runs/s",
+                f"N={runs}, round-robin over the keys",
+            )
+        )
+
+
+def storage_scale(context: Context) -> None:
+    from bench.storage_scale import measure_storage  # noqa: PLC0415
+
+    runs = context.options.scale_runs
+    for database in databases(context):
+        stored = measure_storage(context.redis_url, database, runs)
+        label = database.label
+        detail = f"{stored.queued_runs:,} queued + {stored.finished_runs:,} finished runs"
+        add = context.results.add
+        add(
+            Measurement(
+                SCALING,
+                f"scale.bytes.queued.{label.lower()}",
+                f"{label} bytes per queued run",
+                stored.bytes_per_queued_run,
+                "bytes",
+                detail,
+            )
+        )
+        add(
+            Measurement(
+                SCALING,
+                f"scale.bytes.finished.{label.lower()}",
+                f"{label} bytes per finished run",
+                stored.bytes_per_finished_run,
+                "bytes",
+                detail,
+            )
+        )
+        add(
+            Measurement(
+                SCALING,
+                f"scale.service.rss.{label.lower()}",
+                f"service RSS with the runs stored, on {label}",
+                stored.service_rss / 1e6,
+                "MB",
+                detail + "; after the reconciler queued every Scheduled run",
+            )
+        )
+        add(
+            Measurement(
+                SCALING,
+                f"scale.service.peak.{label.lower()}",
+                f"service peak RSS with the runs stored, on {label}",
+                stored.service_peak_rss / 1e6,
+                "MB",
+                detail,
+            )
+        )
+        add(
+            Measurement(
+                SCALING,
+                f"scale.redis.queued.{label.lower()}",
+                f"Redis bytes per queued run, on {label}",
+                stored.redis_bytes_per_queued_run,
+                "bytes",
+                "used_memory growth while the reconciler restored the queue",
+            )
+        )
+
+
 Section = Callable[[Context], None]
 
 SECTIONS: list[tuple[str, str, Section]] = [
     ("arq", RAW_ARQ, raw_arq_throughput),
+    ("taskgate", END_TO_END, taskgate_one_worker),
+    ("taskgate-4", END_TO_END_4, taskgate_four_workers),
     ("arq-latency", LATENCY, raw_arq_latency),
+    ("latency", LATENCY, taskgate_latency),
+    ("policy", POLICY, policy_engine),
+    ("keys", SCALING, task_key_scaling),
+    ("storage", SCALING, storage_scale),
 ]
 
 TARGETS = [
@@ -106,15 +314,17 @@ TARGETS = [
     Target("one at a time, .delay() to Running p50 (ms)", "tg.one.running.p50", 5, at_most=True),
     Target("one at a time, .delay() to result p50 (ms)", "tg.one.result.p50", 10, at_most=True),
     Target("one at a time, .delay() to result p99 (ms)", "tg.one.result.p99", 50, at_most=True),
-    Target("service RSS with the scale runs stored (MB)", "scale.service.rss", 150, at_most=True),
+    Target(
+        "service RSS with the scale runs stored (MB)", "scale.service.rss.sqlite", 150, at_most=True
+    ),
 ]
 
 RATIOS = [
     Ratio("taskgate SQLite 1 worker / tuned raw arq", "tg.sqlite.1", "arq.tuned", 0.5),
-    Ratio("taskgate PostgreSQL 1 worker / tuned raw arq", "tg.postgres.1", "arq.tuned", 0.5),
+    Ratio("taskgate PostgreSQL 1 worker / tuned raw arq", "tg.postgresql.1", "arq.tuned", 0.5),
     Ratio("taskgate SQLite 4 workers / raw arq 4 workers", "tg.sqlite.4", "arq.tuned.4", 0.5),
     Ratio(
-        "taskgate PostgreSQL 4 workers / raw arq 4 workers", "tg.postgres.4", "arq.tuned.4", 0.5
+        "taskgate PostgreSQL 4 workers / raw arq 4 workers", "tg.postgresql.4", "arq.tuned.4", 0.5
     ),
     Ratio("100 task keys / 1 task key, one worker", "scale.keys.100", "scale.keys.1", 0.8),
 ]
@@ -126,7 +336,12 @@ def run_sections(context: Context) -> None:
     for name, title, section in SECTIONS:
         if chosen and name not in chosen:
             continue
-        print(f"\n== {title} ({name})", flush=True)
+        load = os.getloadavg()[0]
+        print(f"\n== {title} ({name}); 1-minute load average {load:.1f}", flush=True)
+        context.results.notes.append(
+            f"{title} ({name}) started at a 1-minute load average of {load:.1f} "
+            f"on {os.cpu_count()} cores"
+        )
         try:
             section(context)
         # A benchmark run reports what it could measure: any failure of one section,
