@@ -398,6 +398,8 @@ class TransitionService:
         return await self._task_run_view(session, row), orchestration
 
     async def _check_queue_room(self, session: AsyncSession, task_key: str) -> None:
+        # NOTE: replicas on PostgreSQL count without a shared lock, so concurrent creates
+        # of one task key may overshoot the limit by up to one batch per replica.
         queued = await count_queued(session, task_key)
         if queued >= self.settings.max_queued_per_task_key:
             raise RequestError(
