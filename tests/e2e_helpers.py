@@ -70,7 +70,7 @@ class Stack:
                 "TASKGATE_HTTP_HOST": "127.0.0.1",
                 "TASKGATE_HTTP_PORT": str(self.http_port),
                 "TASKGATE_HEARTBEAT_TTL": "6",
-                "TASKGATE_REQUEST_TIMEOUT": "5",
+                "TASKGATE_REQUEST_TIMEOUT": "10",
                 "TASKGATE_FUTURE_POLL_INTERVAL": "0.5",
                 "TASKGATE_TAG_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
                 "TASKGATE_SHUTDOWN_GRACE": "10",

@@ -29,6 +29,9 @@ FINAL_TYPE_NAMES = frozenset(state_type.value for state_type in TERMINAL_STATES)
 # Most events are not final. A final event's JSON contains one of these names.
 FINAL_MARKERS = tuple(name.encode() for name in FINAL_TYPE_NAMES)
 RESUBSCRIBE_DELAY_SECONDS = 0.5
+# Runs asked of the service per poll interval by one waiter, and per read_runs request.
+POLL_BATCH = 100
+SERVICE_READ_BATCH = 1000
 
 
 class RunWaiter:
@@ -48,7 +51,7 @@ class RunWaiter:
         self.service = service
         self.poll_interval = poll_interval
         self.listen_events = listen_events
-        self._signals: dict[UUID, set[asyncio.Event]] = {}
+        self._watches: dict[UUID, set[_Watch]] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -67,56 +70,84 @@ class RunWaiter:
         await self._ensure_listening()
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        pending = set(run_ids)
-        signal = asyncio.Event()
-        for run_id in pending:
-            self._signals.setdefault(run_id, set()).add(signal)
+        watch = _Watch(set(run_ids))
+        for run_id in watch.pending:
+            self._watches.setdefault(run_id, set()).add(watch)
 
         finished: dict[UUID, TaskRunView] = {}
         try:
-            while pending:
-                finished.update(await self.read_final(pending))
-                pending -= finished.keys()
-                if not pending or (first and finished):
-                    break
+            finished.update(await self.read_final(watch.pending))
+            watch.pending -= finished.keys()
+            while watch.pending and not (first and finished):
                 wait = self.poll_interval
                 if deadline is not None:
                     wait = min(wait, deadline - loop.time())
                     if wait <= 0:
                         break
-                signal.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(signal.wait(), wait)
+                notified = await watch.next_signal(wait)
+                found = await self.read_final(watch.take_fired())
+                if not notified:
+                    found.update(await self._poll(watch))
+                finished.update(found)
+                watch.pending -= found.keys()
         finally:
-            for run_id in set(run_ids):
-                signals = self._signals.get(run_id)
-                if signals is not None:
-                    signals.discard(signal)
-                    if not signals:
-                        del self._signals[run_id]
+            for run_id in watch.all_ids:
+                watches = self._watches.get(run_id)
+                if watches is not None:
+                    watches.discard(watch)
+                    if not watches:
+                        del self._watches[run_id]
         return finished
+
+    async def _poll(self, watch: _Watch) -> dict[UUID, TaskRunView]:
+        """Read the pending runs: all from the result cache, a bounded batch from the service.
+
+        The cache is one MGET however many runs wait. The service is asked about at
+        most POLL_BATCH runs per poll, in turn, so a thousand waiting futures do not
+        load it with a thousand reads every interval; a notification that was lost and
+        a cache entry that is gone then cost a few intervals.
+        """
+        pending = sorted(watch.pending)
+        found = await self._read_cached(pending)
+        remaining = [run_id for run_id in pending if run_id not in found]
+        if remaining:
+            start = watch.poll_offset % len(remaining)
+            batch = (remaining[start:] + remaining[:start])[:POLL_BATCH]
+            watch.poll_offset = start + len(batch)
+            found.update(await self._read_from_service(batch))
+        return found
 
     async def read_final(self, run_ids: Iterable[UUID]) -> dict[UUID, TaskRunView]:
         """Read the runs that are final: from the Redis result cache, else from the service."""
         wanted = list(run_ids)
         if not wanted:
             return {}
-        found: dict[UUID, TaskRunView] = {}
+        found = await self._read_cached(wanted)
+        missing = [run_id for run_id in wanted if run_id not in found]
+        found.update(await self._read_from_service(missing))
+        return found
+
+    async def _read_cached(self, run_ids: list[UUID]) -> dict[UUID, TaskRunView]:
+        if not run_ids:
+            return {}
         try:
-            cached = await self.redis.mget([self.keys.result(run_id) for run_id in wanted])
+            cached = await self.redis.mget([self.keys.result(run_id) for run_id in run_ids])
         except REDIS_DOWN_ERRORS as error:
             logger.warning("reading cached results failed: %s; asking the service", error)
-            cached = [None] * len(wanted)
-        for run_id, raw in zip(wanted, cached, strict=True):
+            return {}
+        found: dict[UUID, TaskRunView] = {}
+        for run_id, raw in zip(run_ids, cached, strict=True):
             if raw is not None:
                 view = TaskRunView.model_validate_json(raw)
                 if view.state is not None and view.state.is_final():
                     found[run_id] = view
+        return found
 
-        missing = [run_id for run_id in wanted if run_id not in found]
-        if missing:
-            views = await self.service.request("read_runs", {"run_ids": [str(i) for i in missing]})
-            for item in views:
+    async def _read_from_service(self, run_ids: list[UUID]) -> dict[UUID, TaskRunView]:
+        found: dict[UUID, TaskRunView] = {}
+        for start in range(0, len(run_ids), SERVICE_READ_BATCH):
+            batch = [str(run_id) for run_id in run_ids[start : start + SERVICE_READ_BATCH]]
+            for item in await self.service.request("read_runs", {"run_ids": batch}):
                 view = TaskRunView.model_validate(item)
                 if view.state is not None and view.state.is_final():
                     found[view.id] = view
@@ -180,10 +211,38 @@ class RunWaiter:
             return
         if event.get("state_type") not in FINAL_TYPE_NAMES:
             return
-        for signal in self._signals.get(run_id, ()):
-            signal.set()
+        for watch in self._watches.get(run_id, ()):
+            watch.notify(run_id)
 
     def _wake_all(self) -> None:
-        for signals in self._signals.values():
-            for signal in signals:
-                signal.set()
+        for run_id, watches in self._watches.items():
+            for watch in watches:
+                watch.notify(run_id)
+
+
+class _Watch:
+    """One waiter's runs: those still pending, and those the events channel reported final."""
+
+    def __init__(self, run_ids: set[UUID]) -> None:
+        self.all_ids = frozenset(run_ids)
+        self.pending = set(run_ids)
+        self.fired: set[UUID] = set()
+        self.signal = asyncio.Event()
+        self.poll_offset = 0
+
+    def notify(self, run_id: UUID) -> None:
+        self.fired.add(run_id)
+        self.signal.set()
+
+    async def next_signal(self, wait: float) -> bool:
+        """Wait up to `wait` seconds for a notification; return whether one came."""
+        if not self.fired:
+            self.signal.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.signal.wait(), wait)
+        return bool(self.fired)
+
+    def take_fired(self) -> list[UUID]:
+        fired = [run_id for run_id in self.fired if run_id in self.pending]
+        self.fired.clear()
+        return fired
