@@ -105,6 +105,9 @@ class TaskKeyConsumer(Worker):
             if self.sem.locked():
                 self.starved = True
                 return
+            if job_id.decode() in self.tasks:
+                # Already running here: skip arq's round trip that would find it in progress.
+                continue
             await super().start_jobs([job_id])
 
     def _release_sem_dec_counter_on_complete(self) -> None:

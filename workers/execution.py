@@ -105,6 +105,8 @@ class RunExecutor:
         execution = self._executions.get(run_id)
         if execution is None or execution.done():
             return
+        # NOTE: cancelling stops an async function at its next await; a sync function runs
+        # on in its thread, and only the worker's wait for it ends.
         logger.info("run %s: cancelling on request", run_id)
         self._cancel_requested.add(run_id)
         execution.cancel()
