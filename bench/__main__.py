@@ -63,7 +63,7 @@ def parse_options(argv: list[str]) -> Options:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="profile the service and a worker with pyinstrument during the SQLite run",
+        help="sample the service and a worker with py-spy during the SQLite one-worker run",
     )
     parser.add_argument(
         "--no-write", action="store_true", help="print the results without writing the page"

@@ -1,4 +1,4 @@
-"""Raw arq: no-op jobs through plain arq worker processes, the floor taskgate stands on.
+"""Raw arq: no-op jobs through plain arq worker processes, the floor taskgate is built on.
 
 Jobs are written the way `ArqRedis.enqueue_job` writes them (the job key with its
 expiry, then the queue entry), but pipelined, so the enqueue side is never the
@@ -34,7 +34,7 @@ JOB_EXPIRY_MS = 86_400_000
 
 @dataclass(frozen=True)
 class ArqConfig:
-    """How the arq worker processes of one run are configured."""
+    """Worker settings of one raw arq run."""
 
     label: str
     max_jobs: int
@@ -61,8 +61,8 @@ class LatencyRun:
     to_start_ms: list[float]
     to_finish_ms: list[float]
 
-    def p(self, which: str, fraction: float) -> float:
-        return percentile(getattr(self, which), fraction)
+    def p(self, series: str, fraction: float) -> float:
+        return percentile(getattr(self, series), fraction)
 
 
 def start_workers(group: ProcessGroup, redis_url: str, config: ArqConfig) -> None:

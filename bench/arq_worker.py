@@ -21,7 +21,7 @@ async def noop(ctx: dict) -> None:
 
 
 async def announce_ready(ctx: dict) -> None:
-    """Set ``bench:ready:<pid>`` so the driver knows this worker has connected."""
+    """Set ``bench:ready:<pid>`` once this worker has connected, for the driver to wait on."""
     await ctx["redis"].set(f"{READY_KEY_PREFIX}{os.getpid()}", 1)
 
 

@@ -24,6 +24,7 @@ import redis
 
 from bench.databases import BenchDatabase
 from bench.harness import BenchmarkError, Deadline, ProcessGroup, percentile
+from bench.profiling import finish_recording, start_recording
 from bench.stack import KEY_PREFIX, Stack, StackConfig, start_stack
 
 # Threads that call `.delay()` at once in a throughput run, as a web server's
@@ -50,6 +51,7 @@ class EndToEndRun:
     worker_peak_rss: int
     service_cpu_seconds: float  # user + system CPU time the service used during the timed runs
     worker_cpu_seconds: float  # the same, summed over the worker processes
+    profiles: list = field(default_factory=list)  # py-spy summaries, when asked for
 
     @property
     def per_second(self) -> float:
@@ -65,8 +67,8 @@ class LatencySamples:
     to_result_ms: list[float] = field(default_factory=list)
     missing_running: int = 0  # runs whose Running event this process did not hear
 
-    def p(self, which: str, fraction: float) -> float:
-        return percentile(getattr(self, which), fraction)
+    def p(self, series: str, fraction: float) -> float:
+        return percentile(getattr(self, series), fraction)
 
 
 class RunningListener:
@@ -76,7 +78,7 @@ class RunningListener:
         self.client = redis.Redis.from_url(redis_url)
         self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(f"{KEY_PREFIX}:events")
-        self.heard: dict[str, float] = {}
+        self.heard_at: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._listen, name="running-listener", daemon=True)
 
@@ -88,7 +90,7 @@ class RunningListener:
             heard_at = time.perf_counter()
             event = json.loads(message["data"])
             if event["state_type"] == "RUNNING":
-                self.heard.setdefault(event["run_id"], heard_at)
+                self.heard_at.setdefault(event["run_id"], heard_at)
 
     def __enter__(self) -> RunningListener:
         self._thread.start()
@@ -171,9 +173,17 @@ def submit_and_collect(tasks: Sequence, runs: int, group: ProcessGroup) -> float
 
 
 def measure_throughput(
-    config: StackConfig, runs: int, tasks: Sequence | None = None, warmup: int = 50
+    config: StackConfig,
+    runs: int,
+    tasks: Sequence | None = None,
+    warmup: int = 50,
+    profile_seconds: int | None = None,
 ) -> EndToEndRun:
-    """Time `runs` no-op runs through a fresh stack; peak RSS is read before it stops."""
+    """Time `runs` no-op runs through a fresh stack; peak RSS is read before it stops.
+
+    With `profile_seconds`, py-spy samples the service and the first worker for that
+    many seconds from the start of the timed runs. Keep it shorter than the runs take.
+    """
     from bench.tasks import noop  # noqa: PLC0415
 
     tasks = tasks or [noop]
@@ -186,7 +196,13 @@ def measure_throughput(
             submit_and_collect(tasks, warmup, group)
             service_cpu = stack.service.cpu_seconds()
             worker_cpu = sum(worker.cpu_seconds() for worker in stack.workers)
+            recordings = []
+            if profile_seconds:
+                for process in (stack.service, stack.workers[0]):
+                    recorder, output = start_recording(process.name, process.pid, profile_seconds)
+                    recordings.append((process.name, recorder, output))
             seconds = submit_and_collect(tasks, runs, group)
+            profiles = [finish_recording(*recording) for recording in recordings]
             return EndToEndRun(
                 runs=runs,
                 seconds=seconds,
@@ -195,6 +211,7 @@ def measure_throughput(
                 service_cpu_seconds=stack.service.cpu_seconds() - service_cpu,
                 worker_cpu_seconds=sum(worker.cpu_seconds() for worker in stack.workers)
                 - worker_cpu,
+                profiles=profiles,
             )
     finally:
         config.database.drop()
@@ -212,9 +229,9 @@ def timed_run(listener: RunningListener, samples: LatencySamples) -> None:
 
     # The Running event may be heard a moment after the result on a loaded machine.
     deadline = time.monotonic() + 1.0
-    while str(future.run_id) not in listener.heard and time.monotonic() < deadline:
+    while str(future.run_id) not in listener.heard_at and time.monotonic() < deadline:
         time.sleep(0.001)
-    heard = listener.heard.get(str(future.run_id))
+    heard = listener.heard_at.get(str(future.run_id))
     if heard is None:
         samples.missing_running += 1
     else:

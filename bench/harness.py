@@ -26,7 +26,7 @@ LOG_DIR = Path(tempfile.mkdtemp(prefix="taskgate-bench-"))
 
 
 class BenchmarkError(RuntimeError):
-    """A benchmark could not run to the end; the message says which step failed."""
+    """A benchmark could not run to the end; the message names the step that failed."""
 
 
 @dataclass

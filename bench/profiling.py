@@ -1,9 +1,11 @@
 """Sample the service and a worker with py-spy while the end-to-end load runs.
 
 py-spy attaches to a running process by pid and records its Python stacks without
-changing the code. The raw output (one collapsed stack per line, then a sample
-count) is summed here into two tables: the functions the samples were in (self time)
-and the functions on the stack (inclusive time), each as a share of all samples.
+changing the code. Its raw output has one collapsed stack per line, then a sample
+count. This module sums it into two tables, each as a share of all samples: the
+functions the samples were in (self time), and taskgate's own functions on the
+stack (inclusive time). Samples include threads waiting in epoll or on a queue, so
+a large share for ``select`` means that process was often idle.
 """
 
 from __future__ import annotations
@@ -29,9 +31,9 @@ class Profile:
     self_share: list[tuple[str, float]]
     inclusive_share: list[tuple[str, float]]
 
-    def lines(self, top: int = 12) -> list[str]:
+    def lines(self, top: int = 16) -> list[str]:
         lines = [f"{self.name}: {self.samples} samples at {SAMPLE_RATE_HZ} Hz"]
-        lines.append("  on the stack (inclusive):")
+        lines.append("  taskgate functions on the stack (inclusive):")
         lines += [f"    {share:5.1%}  {frame}" for frame, share in self.inclusive_share[:top]]
         lines.append("  running (self):")
         lines += [f"    {share:5.1%}  {frame}" for frame, share in self.self_share[:top]]
@@ -78,11 +80,25 @@ def finish_recording(name: str, recorder: subprocess.Popen, output: Path) -> Pro
     return summarize(name, output.read_text())
 
 
+PROJECT_FOLDERS = ("queue_server/", "workers/", "policy/")
+
+
 def frame_name(frame: str) -> str:
-    """Shorten ``function (path/to/module.py:line)`` to ``function (module.py)``."""
+    """Shorten ``function (/long/path/pkg/module.py:line)`` to ``function (pkg/module.py)``."""
     function, _, location = frame.partition(" (")
-    module = location.rsplit("/", 1)[-1].split(":", 1)[0]
-    return f"{function} ({module})" if module else function
+    path = location.rstrip(")").rsplit(":", 1)[0]
+    if "site-packages/" in path:
+        path = path.split("site-packages/", 1)[1]
+    else:
+        for folder in PROJECT_FOLDERS:
+            if folder in path:
+                path = folder + path.split(folder, 1)[1]
+                break
+    return f"{function} ({path})" if path else function
+
+
+def is_project_frame(name: str) -> bool:
+    return any(f"({folder}" in name for folder in PROJECT_FOLDERS)
 
 
 def summarize(name: str, raw: str) -> Profile:
@@ -98,7 +114,8 @@ def summarize(name: str, raw: str) -> Profile:
         total += count
         self_counts[frames[-1]] += count
         for frame in set(frames):
-            inclusive_counts[frame] += count
+            if is_project_frame(frame):
+                inclusive_counts[frame] += count
     if total == 0:
         raise BenchmarkError(f"py-spy recorded no samples of {name}")
 

@@ -95,6 +95,8 @@ def results_block(
     if results.skipped:
         lines += ["", "Not measured in this run:", ""]
         lines += [f"- {item.section}, {item.label}: {item.reason}" for item in results.skipped]
+    if results.profiles:
+        lines += ["", "py-spy samples during the timed runs:", "", "```", *results.profiles, "```"]
     if results.notes:
         lines += ["", *[f"- {note}" for note in results.notes]]
     lines += ["", "Targets and ratios, as printed on the last lines of the run:", ""]

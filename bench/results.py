@@ -62,6 +62,7 @@ class Results:
     measurements: list[Measurement] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)  # py-spy summary lines, when profiled
 
     def add(self, measurement: Measurement) -> Measurement:
         self.measurements.append(measurement)

@@ -20,7 +20,7 @@ WORKER_MODULE = "bench.tasks"
 
 @dataclass
 class StackConfig:
-    """What one benchmark stack runs: database, worker count, and setting overrides."""
+    """The database, worker count and setting overrides of one benchmark stack."""
 
     redis_url: str
     database: BenchDatabase

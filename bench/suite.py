@@ -21,7 +21,7 @@ from bench.results import Measurement, Ratio, Results, Target
 
 @dataclass
 class Options:
-    """What the command line chose; counts are numbers of runs or jobs."""
+    """Choices from the command line; counts are numbers of runs or jobs."""
 
     full: bool = False
     jobs: int = 2000  # raw arq jobs per throughput run
@@ -38,7 +38,7 @@ class Options:
 
 @dataclass
 class Context:
-    """What every section shares: options, the private Redis and the results so far."""
+    """State every section shares: options, the private Redis and the results so far."""
 
     options: Options
     redis_url: str
@@ -58,6 +58,9 @@ END_TO_END_4 = "3. four workers"
 LATENCY = "4. latency"
 POLICY = "5. policy engine"
 SCALING = "6. scaling"
+
+# Seconds py-spy samples each process; the default 300 runs take longer than this.
+PROFILE_SECONDS = 8
 
 RAW_ARQ_4 = ArqConfig("tuned", max_jobs=100, poll_delay=0.01, processes=4)
 
@@ -83,14 +86,14 @@ def raw_arq_latency(context: Context) -> None:
     # Stock arq waits about half a second per job here, so it gets fewer runs.
     for key, config, runs in (("arq.stock", STOCK, 20), ("arq.tuned", TUNED, 100)):
         latency = arq_raw.measure_latency(context.redis_url, config, runs)
-        for which, label in (("to_start_ms", "to start"), ("to_finish_ms", "to result")):
+        for series, label in (("to_start_ms", "to start"), ("to_finish_ms", "to result")):
             for fraction, name in ((0.5, "p50"), (0.99, "p99")):
                 context.results.add(
                     Measurement(
                         LATENCY,
-                        f"{key}.one.{which}.{name}",
+                        f"{key}.one.{series}.{name}",
                         f"arq {config.label}, one at a time, enqueue {label} {name}",
-                        latency.p(which, fraction),
+                        latency.p(series, fraction),
                         "ms",
                         f"{runs} jobs; arq's timestamps have 1 ms resolution",
                     )
@@ -149,7 +152,14 @@ def taskgate_throughput(context: Context, workers: int, section: str) -> None:
     for database in databases(context):
         key = f"tg.{database.label.lower()}.{workers}"
         config = end_to_end.stack_config(context.redis_url, database, workers=workers)
-        run = end_to_end.measure_throughput(config, runs)
+        profile = context.options.profile and workers == 1 and database.label == "SQLite"
+        run = end_to_end.measure_throughput(
+            config, runs, profile_seconds=PROFILE_SECONDS if profile else None
+        )
+        for summary in run.profiles:
+            lines = summary.lines()
+            print("\n".join(lines), flush=True)
+            context.results.profiles.extend(lines)
         label = f"taskgate on {database.label}, {workers} worker process" + (
             "es" if workers > 1 else ""
         )
@@ -183,14 +193,14 @@ def taskgate_latency(context: Context) -> None:
         note = detail
         if samples.missing_running:
             note += f"; Running not heard for {samples.missing_running}"
-        for which, target in (("to_running_ms", "Running"), ("to_result_ms", "result")):
+        for series, target in (("to_running_ms", "Running"), ("to_result_ms", "result")):
             for fraction, pname in ((0.5, "p50"), (0.99, "p99")):
                 context.results.add(
                     Measurement(
                         LATENCY,
                         f"tg.{mode}.{target.lower()}.{pname}",
                         f"taskgate on SQLite, {name}, .delay() to {target} {pname}",
-                        samples.p(which, fraction),
+                        samples.p(series, fraction),
                         "ms",
                         note,
                     )
@@ -344,9 +354,9 @@ def run_sections(context: Context) -> None:
         )
         try:
             section(context)
-        # A benchmark run reports what it could measure: any failure of one section,
-        # including an import error of a part still being built, is written down
-        # as a skip with its message and the run goes on to the next section.
+        # A benchmark run reports what it could measure. Any failure of one section,
+        # even an import error, is recorded as a skip with its message, and the run
+        # goes on to the next section.
         except Exception as error:  # noqa: BLE001
             traceback.print_exc()
             context.results.skip(title, name, f"{type(error).__name__}: {error}")
