@@ -237,6 +237,14 @@ class TransitionService:
             )
         parsed = parse_args(ProposeStateArgs, args)
         self._check_state(parsed.state, "args.state")
+        is_claim = parsed.state.state_details.claimed_state_id is not None
+        if is_claim and parsed.worker_id is None:
+            # The reaper finds a dead worker's runs by the worker id stored at the claim.
+            raise invalid(
+                "args.worker_id",
+                "args.worker_id is missing; a claim (a state naming claimed_state_id) "
+                "must name the worker that makes it",
+            )
         proposed = parsed.state.to_state(self.clock.now())
         if parsed.kind == "flow_run":
             return await transitions.propose_flow_state(

@@ -155,3 +155,15 @@ async def test_bad_request_leaves_batch_neighbours(service: TransitionService) -
     assert good.ok
     assert bad.error.code == "not_found"
     assert [job.run_id for job in outcome.effects.jobs] == [good_id]
+
+
+async def test_claim_without_worker_id_is_invalid(service: TransitionService) -> None:
+    run_id = await created_run(service)
+    state_id = (await service.read_run(run_id)).state.id
+    claim = {"type": "PENDING", "state_details": {"claimed_state_id": str(state_id)}}
+
+    reply = only_reply(await service.apply_batch([propose_request(run_id, claim, worker_id=None)]))
+
+    assert reply.error.code == "invalid_request"
+    assert reply.error.field == "args.worker_id"
+    assert [state.type.value for state in await service.read_states(run_id)] == ["SCHEDULED"]
