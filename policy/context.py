@@ -84,7 +84,13 @@ class OrchestrationContext:
 
     def transition(self) -> tuple[StateType | None, StateType | None]:
         """Return the current (from, to) pair; `to` is None once the proposal is nullified."""
-        return self.initial_state_type, self.proposed_state_type
+        # The engine calls this for every rule on entry and exit, so it reads the
+        # states directly rather than through the two properties above.
+        initial, proposed = self.initial_state, self.proposed_state
+        return (
+            initial.type if initial is not None else None,
+            proposed.type if proposed is not None else None,
+        )
 
     def result(self) -> OrchestrationResult:
         """Build the orchestration result from the outcome fields."""

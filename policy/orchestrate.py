@@ -26,6 +26,7 @@ from policy.errors import StorageFault
 from policy.policies import OrchestrationPolicy
 from policy.result import OrchestrationResult, SetStateStatus
 from policy.rule import BaseOrchestrationRule, BaseUniversalTransform
+from policy.states import StateType
 from policy.transforms import GLOBAL_FLOW_TRANSFORMS, GLOBAL_TASK_TRANSFORMS
 
 logger = logging.getLogger("taskgate.policy")
@@ -45,77 +46,120 @@ async def orchestrate(
         raise ValueError("orchestrate needs a proposed state; context.proposed_state is None")
 
     context.intended_transition = context.transition()
-    steps = _compile(context, policy)
-    entered: list[Step] = []
-    for step in steps:
-        if context.orchestration_error is not None:
-            break
-        entered.append(step)
-        await _enter(step, context)
+    entered = await _enter_steps(_compile(context, policy), context)
 
     if context.orchestration_error is None:
         await _validate(context)
     else:
         context.validated_state = context.initial_state
 
-    for step in reversed(entered):
-        await _exit(step, context)
-
+    await _exit_steps(entered, context)
     return context.result()
 
 
+# Step classes by (policy, intended from type, intended to type, is a task run), so
+# each policy's rule list is filtered once per transition rather than per proposal.
+# Policies are frozen and few, so the cache stays small. It assumes that a rule
+# class's FROM_STATES and TO_STATES do not change after its first use.
+_compiled_steps: dict[
+    tuple[OrchestrationPolicy, StateType | None, StateType | None, bool],
+    tuple[tuple[type[Step], bool], ...],
+] = {}
+
+
 def _compile(context: OrchestrationContext, policy: OrchestrationPolicy) -> list[Step]:
-    from_type, to_type = context.transition()
-    steps: list[Step] = []
+    from_type, to_type = context.intended_transition
+    is_task = isinstance(context, TaskOrchestrationContext)
+    key = (policy, from_type, to_type, is_task)
+    step_classes = _compiled_steps.get(key)
+    if step_classes is None:
+        step_classes = _select_step_classes(policy, from_type, to_type, is_task)
+        _compiled_steps[key] = step_classes
+    return [
+        step_class(context) if is_transform else step_class(context, from_type, to_type)
+        for step_class, is_transform in step_classes
+    ]
+
+
+def _select_step_classes(
+    policy: OrchestrationPolicy,
+    from_type: StateType | None,
+    to_type: StateType | None,
+    is_task: bool,
+) -> tuple[tuple[type[Step], bool], ...]:
+    """Return the policy's steps for a transition, each with whether it is a transform."""
+    selected: list[tuple[type[Step], bool]] = []
     for rule_class in policy.rules:
         if issubclass(rule_class, BaseUniversalTransform):
-            steps.append(rule_class(context))
+            selected.append((rule_class, True))
         elif rule_class.applies_to(from_type, to_type):
-            steps.append(rule_class(context, from_type, to_type))
+            selected.append((rule_class, False))
 
-    is_task = isinstance(context, TaskOrchestrationContext)
     transforms = GLOBAL_TASK_TRANSFORMS if is_task else GLOBAL_FLOW_TRANSFORMS
-    steps.extend(transform_class(context) for transform_class in transforms)
-    return steps
+    selected.extend((transform_class, True) for transform_class in transforms)
+    return tuple(selected)
 
 
-async def _enter(step: Step, context: OrchestrationContext) -> None:
-    try:
-        if isinstance(step, BaseUniversalTransform):
-            await step.before_transition(context)
-            return
-
-        step.invalid_on_entry = step.is_invalid()
-        if step.invalid_on_entry:
-            return
-        context.rule_signature.append(step.name)
-        await step.before_transition(context.initial_state, context.proposed_state, context)
-    except StorageFault:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any rule error becomes an ABORT answer
-        _abort_on_error(context, step.name, exc)
+# The two loops below skip a hook that the step's class does not override: it is the
+# base class's no-op, and skipping it saves a coroutine per step.
 
 
-async def _exit(step: Step, context: OrchestrationContext) -> None:
-    try:
-        if isinstance(step, BaseUniversalTransform):
-            if context.orchestration_error is None:
-                await step.after_transition(context)
-            return
+async def _enter_steps(steps: list[Step], context: OrchestrationContext) -> list[Step]:
+    """Run the before-hooks in order until one raises; return the steps that entered."""
+    entered: list[Step] = []
+    for step in steps:
+        if context.orchestration_error is not None:
+            break
+        entered.append(step)
+        step_class = type(step)
+        try:
+            if isinstance(step, BaseUniversalTransform):
+                if step_class.before_transition is not BaseUniversalTransform.before_transition:
+                    await step.before_transition(context)
+                continue
 
-        if step.invalid_on_entry:
-            return
-        if step.decided and not step.has_fizzled():
-            return
-        if context.orchestration_error is not None or step.has_fizzled():
-            await step.cleanup(context.initial_state, context.validated_state, context)
-            return
-        await step.after_transition(context.initial_state, context.validated_state, context)
-        context.finalization_signature.append(step.name)
-    except StorageFault:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any rule error becomes an ABORT answer
-        _abort_on_error(context, step.name, exc)
+            step.invalid_on_entry = step.is_invalid()
+            if step.invalid_on_entry:
+                continue
+            context.rule_signature.append(step_class.__name__)
+            if step_class.before_transition is not BaseOrchestrationRule.before_transition:
+                await step.before_transition(context.initial_state, context.proposed_state, context)
+        except StorageFault:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any rule error becomes an ABORT answer
+            _abort_on_error(context, step.name, exc)
+    return entered
+
+
+async def _exit_steps(entered: list[Step], context: OrchestrationContext) -> None:
+    """Run the after-hooks, or the cleanups of fizzled rules, in reverse order."""
+    for step in reversed(entered):
+        step_class = type(step)
+        try:
+            if isinstance(step, BaseUniversalTransform):
+                if (
+                    context.orchestration_error is None
+                    and step_class.after_transition is not BaseUniversalTransform.after_transition
+                ):
+                    await step.after_transition(context)
+                continue
+
+            if step.invalid_on_entry:
+                continue
+            fizzled = step.has_fizzled()
+            if step.decided and not fizzled:
+                continue
+            if context.orchestration_error is not None or fizzled:
+                if step_class.cleanup is not BaseOrchestrationRule.cleanup:
+                    await step.cleanup(context.initial_state, context.validated_state, context)
+                continue
+            if step_class.after_transition is not BaseOrchestrationRule.after_transition:
+                await step.after_transition(context.initial_state, context.validated_state, context)
+            context.finalization_signature.append(step_class.__name__)
+        except StorageFault:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any rule error becomes an ABORT answer
+            _abort_on_error(context, step.name, exc)
 
 
 async def _validate(context: OrchestrationContext) -> None:
