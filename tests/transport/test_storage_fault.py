@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from queue_server.db.engine import Database
-from tests.transport.stack import running_stack, stack_settings
+from tests.transport.stack import acked, running_stack, stack_settings
 from tests.transport.wire import create_task_run_args, replies, request_body, send
 
 pytestmark = pytest.mark.integration
@@ -94,6 +94,7 @@ async def test_storage_fault_sends_nothing_then_resend_succeeds(
             await send(stack.redis, stack.keys, body)
         # Three answers to the resends, three to the pending originals taken over later.
         answers = await replies(stack.redis, stack.keys, "client-f", 6)
+        await acked(stack)  # replies go out before the enqueue, the XACK after it
         histories = [
             await stack.service.read_states(UUID(body["args"]["run"]["id"])) for body in bodies
         ]
