@@ -15,7 +15,7 @@ READY_TIMEOUT_SECONDS = 20.0
 
 
 def wait_until_ready(client: redis.Redis, what: str) -> None:
-    """Ping until the server answers, or raise after a generous timeout."""
+    """Ping until the server responds, or raise after a generous timeout."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     while True:
         try:

@@ -1,5 +1,5 @@
 """Two service replicas as real processes on one Redis and one PostgreSQL: the survivor
-answers the requests that a SIGKILLed replica held."""
+replies to the requests that a SIGKILLed replica had read."""
 
 from __future__ import annotations
 
@@ -104,7 +104,7 @@ async def test_survivor_answers_killed_replicas_requests(postgres_url, key_prefi
             for reply in created
         }
 
-        # Hold the rows so the first replica reads the claims but cannot answer them.
+        # Lock the rows so the first replica reads the claims but cannot reply to them.
         blocker = await asyncpg.connect(pg_dsn)
         transaction = blocker.transaction()
         await transaction.start()

@@ -22,7 +22,7 @@ END_MARKER = b"end-of-test"
 
 
 async def listen_events(stack, into: list, checked: list) -> None:
-    """Record every event, and check at once that SQL already holds the announced state."""
+    """Record every event, and check at once that SQL already contains the announced state."""
     pubsub = stack.redis.pubsub()
     await pubsub.subscribe(stack.keys.events)
     try:

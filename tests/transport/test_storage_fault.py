@@ -92,7 +92,7 @@ async def test_storage_fault_sends_nothing_then_resend_succeeds(
 
         for body in bodies:
             await send(stack.redis, stack.keys, body)
-        # Three answers to the resends, three to the pending originals taken over later.
+        # Three replies to the resends, three to the pending originals taken over later.
         answers = await replies(stack.redis, stack.keys, "client-f", 6)
         await acked(stack)  # replies go out before the enqueue, the XACK after it
         histories = [
