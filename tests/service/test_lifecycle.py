@@ -58,3 +58,47 @@ async def test_run_history_and_decisions(service: TransitionService) -> None:
     assert run.run_count == 1
     assert run.worker_id == "worker-1"
     assert run.start_time is not None and run.end_time is not None
+
+
+async def test_retried_run_history(service: TransitionService) -> None:
+    run_id = uuid4()
+    created = only_reply(
+        await service.apply_batch(
+            [create_request(run_id, empirical_policy={"retries": 1, "retry_delay": 0})]
+        )
+    )
+    first = only_reply(
+        await service.apply_batch(
+            [claim_request(run_id, created.result["orchestration"]["state"]["id"])]
+        )
+    )
+    token = first.result["claim"]["state"]["state_details"]["claim_token"]
+    failure = {"type": "FAILED", "message": "boom", "state_details": {"claim_token": token}}
+    retry = only_reply(await service.apply_batch([propose_request(run_id, failure)]))
+    assert retry.result["status"] == "REJECT"
+    assert retry.result["rule"] == "RetryFailedTasks"
+
+    second = only_reply(
+        await service.apply_batch(
+            [claim_request(run_id, retry.result["state"]["id"], worker_id="worker-2")]
+        )
+    )
+    assert second.result["start"]["status"] == "ACCEPT"
+    assert second.result["start"]["state"]["name"] == "Retrying"
+    token = second.result["claim"]["state"]["state_details"]["claim_token"]
+    failure["state_details"] = {"claim_token": token}
+    final = only_reply(await service.apply_batch([propose_request(run_id, failure)]))
+
+    assert final.result["status"] == "ACCEPT"
+    states = await service.read_states(run_id)
+    assert [state.name for state in states] == [
+        "Scheduled", "Pending", "Running", "AwaitingRetry", "Pending", "Retrying", "Failed",
+    ]
+    decisions = await service.read_decisions(run_id)
+    assert [decision.status for decision in decisions] == [
+        "ACCEPT", "ACCEPT", "ACCEPT", "REJECT", "ACCEPT", "ACCEPT", "ACCEPT",
+    ]
+    run = await service.read_run(run_id)
+    assert run.run_count == 2
+    assert run.worker_id == "worker-2"
+    assert run.state.message == "boom"
