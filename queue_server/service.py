@@ -103,7 +103,7 @@ class TransitionService:
       (``SELECT ... FOR UPDATE`` on PostgreSQL, the database write lock on SQLite),
       then one commit. ``outcome.replies`` contains a ``(client_id, Reply)`` per request in
       the order given. A bad request gets ``Reply(ok=False, error=ErrorInfo(code,
-      message, field))`` and writes nothing. A rule that raises is answered with ABORT
+      message, field))`` and writes nothing. A rule that raises gets an ABORT reply
       and its savepoint rolls back. A storage fault rolls back the whole batch and
       raises `StorageFault` with no replies, so the senders resend.
 
