@@ -50,7 +50,11 @@ def echo(log_path: str, label: str, payload: dict[str, object], sleep_seconds: f
     return {"label": label, "payload": payload}
 
 
-@task(retries=30, retry_delay_seconds=0)
+# Tag of the concurrency limit that the soak test sets below its total worker slots.
+SOAK_TAG = "faults-soak"
+
+
+@task(retries=30, retry_delay_seconds=0, tags=[SOAK_TAG])
 def soak_step(log_path: str, label: str, sleep_seconds: float) -> str:
     """A short run for the soak test; its many retries outlast repeated worker kills."""
     record_execution(log_path, label)
