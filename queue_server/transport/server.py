@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 MAX_READ_BLOCK_MS = 1000
 RETRY_DELAY_SECONDS = 0.5
+# Deliveries of one stream entry (first read plus takeovers) before it is dropped.
+MAX_DELIVERIES = 20
 
 
 class BatchApplier(Protocol):
@@ -151,7 +153,7 @@ class RequestConsumer:
         return handled + len(entries)
 
     async def claim_stale(self) -> int:
-        """Take over entries idle longer than ``claim_idle`` (a dead replica's) and answer them."""
+        """Take over entries idle longer than ``claim_idle`` (a dead replica's), then reply."""
         start: bytes | str = "0-0"
         total = 0
         while True:
@@ -164,12 +166,19 @@ class RequestConsumer:
                 count=self.settings.batch_size,
             )
             start, raw = answer[0], answer[1]
-            entries = [self._parse(entry_id, fields) for entry_id, fields in raw if fields]
+            worn_out = await self._worn_out([entry_id for entry_id, fields in raw if fields])
+            entries = [
+                self._parse(entry_id, fields)
+                for entry_id, fields in raw
+                if fields and entry_id not in worn_out
+            ]
             trimmed = [entry_id for entry_id, fields in raw if not fields]
             if len(answer) > 2:
                 trimmed.extend(answer[2])
-            if trimmed:
-                await self.redis.xack(self.keys.requests, CONSUMER_GROUP, *trimmed)
+            if trimmed or worn_out:
+                await self.redis.xack(
+                    self.keys.requests, CONSUMER_GROUP, *trimmed, *sorted(worn_out)
+                )
             if entries:
                 logger.info(
                     "consumer %s took over %d pending requests", self.replica_id, len(entries)
@@ -178,6 +187,38 @@ class RequestConsumer:
                 total += len(entries)
             if start in (b"0-0", "0-0"):
                 return total
+
+    async def _worn_out(self, entry_ids: list[bytes]) -> set[bytes]:
+        """Return the entries delivered more than MAX_DELIVERIES times; log each one.
+
+        Dropping such a copy loses nothing, because its sender resends an unanswered
+        request as a new entry. It stops a request that crashes every replica that
+        reads it from being taken over forever, and bounds the pending list while the
+        database is down.
+        """
+        if not entry_ids:
+            return set()
+        details = await self.redis.xpending_range(
+            self.keys.requests,
+            CONSUMER_GROUP,
+            min=min(entry_ids),
+            max=max(entry_ids),
+            count=len(entry_ids) + self.settings.batch_size,
+            consumername=self.replica_id,
+        )
+        wanted = set(entry_ids)
+        worn_out = {
+            detail["message_id"]
+            for detail in details
+            if detail["message_id"] in wanted and detail["times_delivered"] > MAX_DELIVERIES
+        }
+        for entry_id in sorted(worn_out):
+            logger.warning(
+                "dropped request entry %s after more than %d deliveries; "
+                "its sender resends it if it is still unanswered",
+                entry_id.decode(), MAX_DELIVERIES,
+            )
+        return worn_out
 
     async def _read_new(self) -> list[Entry]:
         answer = await self.redis.xreadgroup(
