@@ -5,9 +5,9 @@ background policy for Scheduled, the SQL commit, the enqueue, the worker's claim
 and Running, the no-op call, Completed, and the future learning of the result.
 
 Throughput counts from the first `.delay()` to the last `.result()` returning.
-Latency takes the moment `.delay()` is called as zero. It stops the first clock when
-this process hears the Running event on the events channel and the second when
-`.result()` returns.
+Latency takes the moment `.delay()` is called as zero. It stops one clock when
+`.delay()` returns (the service accepted the run), one when this process hears the
+Running event on the events channel, and one when `.result()` returns.
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ class EndToEndRun:
     service_cpu_seconds: float  # user + system CPU time the service used during the timed runs
     worker_cpu_seconds: float  # the same, summed over the worker processes
     profiles: list = field(default_factory=list)  # py-spy summaries, when asked for
+    # Redis commands of every process during the timed runs, by command name.
+    redis_calls: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_second(self) -> float:
@@ -63,6 +65,7 @@ class EndToEndRun:
 
 @dataclass
 class LatencySamples:
+    to_accepted_ms: list[float] = field(default_factory=list)  # until .delay() returned
     to_running_ms: list[float] = field(default_factory=list)
     to_result_ms: list[float] = field(default_factory=list)
     missing_running: int = 0  # runs whose Running event this process did not hear
@@ -196,12 +199,16 @@ def measure_throughput(
             submit_and_collect(tasks, warmup, group)
             service_cpu = stack.service.cpu_seconds()
             worker_cpu = sum(worker.cpu_seconds() for worker in stack.workers)
+            stats_client = redis.Redis.from_url(config.redis_url)
+            stats_client.config_resetstat()
             recordings = []
             if profile_seconds:
                 for process in (stack.service, stack.workers[0]):
                     recorder, output = start_recording(process.name, process.pid, profile_seconds)
                     recordings.append((process.name, recorder, output))
             seconds = submit_and_collect(tasks, runs, group)
+            redis_calls = command_calls(stats_client)
+            stats_client.close()
             profiles = [finish_recording(*recording) for recording in recordings]
             return EndToEndRun(
                 runs=runs,
@@ -212,9 +219,20 @@ def measure_throughput(
                 worker_cpu_seconds=sum(worker.cpu_seconds() for worker in stack.workers)
                 - worker_cpu,
                 profiles=profiles,
+                redis_calls=redis_calls,
             )
     finally:
         config.database.drop()
+
+
+def command_calls(client: redis.Redis) -> dict[str, int]:
+    """Return Redis's count of calls per command since the last CONFIG RESETSTAT."""
+    stats = client.info("commandstats")
+    return {
+        name.removeprefix("cmdstat_"): values["calls"]
+        for name, values in stats.items()
+        if name != "cmdstat_config" and name != "cmdstat_info"
+    }
 
 
 def timed_run(listener: RunningListener, samples: LatencySamples) -> None:
@@ -223,8 +241,10 @@ def timed_run(listener: RunningListener, samples: LatencySamples) -> None:
 
     called = time.perf_counter()
     future = noop.delay()
+    accepted = time.perf_counter()
     future.result(timeout=RESULT_TIMEOUT_SECONDS)
     returned = time.perf_counter()
+    samples.to_accepted_ms.append((accepted - called) * 1000)
     samples.to_result_ms.append((returned - called) * 1000)
 
     # The Running event may be heard a moment after the result on a loaded machine.

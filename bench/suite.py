@@ -126,6 +126,18 @@ def add_end_to_end(context: Context, section: str, key: str, label: str, run) ->
                 + (", all workers" if process == "worker" else ""),
             )
         )
+    busiest = sorted(run.redis_calls.items(), key=lambda item: -item[1])[:6]
+    results.add(
+        Measurement(
+            section,
+            f"{key}.redis.calls",
+            f"{label}: Redis commands per run",
+            sum(run.redis_calls.values()) / run.runs,
+            "commands",
+            "most called: "
+            + ", ".join(f"{name} {calls / run.runs:.1f}" for name, calls in busiest),
+        )
+    )
     results.add(
         Measurement(
             section,
@@ -193,13 +205,18 @@ def taskgate_latency(context: Context) -> None:
         note = detail
         if samples.missing_running:
             note += f"; Running not heard for {samples.missing_running}"
-        for series, target in (("to_running_ms", "Running"), ("to_result_ms", "result")):
-            for fraction, pname in ((0.5, "p50"), (0.99, "p99")):
+        series_names = (
+            ("to_accepted_ms", "accepted", ".delay() returning"),
+            ("to_running_ms", "running", "Running"),
+            ("to_result_ms", "result", "the result"),
+        )
+        for series, target, reached in series_names:
+            for fraction, quantile in ((0.5, "p50"), (0.99, "p99")):
                 context.results.add(
                     Measurement(
                         LATENCY,
-                        f"tg.{mode}.{target.lower()}.{pname}",
-                        f"taskgate on SQLite, {name}, .delay() to {target} {pname}",
+                        f"tg.{mode}.{target}.{quantile}",
+                        f"taskgate on SQLite, {name}, .delay() to {reached} {quantile}",
                         samples.p(series, fraction),
                         "ms",
                         note,
