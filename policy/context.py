@@ -42,6 +42,11 @@ class PolicySettings(BaseModel):
     cache_isolation_wait_seconds: float = Field(default=1, ge=0)
 
 
+# Contexts share one default instance, which is safe because settings are frozen, and
+# spares building and validating new settings for every proposal.
+DEFAULT_POLICY_SETTINGS = PolicySettings()
+
+
 @dataclass(eq=False)
 class OrchestrationContext:
     """The part of a context that task runs and flow runs share.
@@ -113,7 +118,7 @@ class TaskOrchestrationContext(OrchestrationContext):
     flow_runs: FlowRunReader
     recorder: StateRecorder
     events: EventSink
-    settings: PolicySettings = field(default_factory=PolicySettings)
+    settings: PolicySettings = DEFAULT_POLICY_SETTINGS
     actor: Actor = "worker"
     parameters: dict[str, Any] = field(default_factory=dict)
 
@@ -135,7 +140,7 @@ class FlowOrchestrationContext(OrchestrationContext):
     recorder: StateRecorder
     events: EventSink
     subflow_parents: SubflowParentUpdater | None = None
-    settings: PolicySettings = field(default_factory=PolicySettings)
+    settings: PolicySettings = DEFAULT_POLICY_SETTINGS
     actor: Actor = "worker"
     parameters: dict[str, Any] = field(default_factory=dict)
 

@@ -32,9 +32,10 @@ class EnforceClaim(BaseOrchestrationRule):
     FROM_STATES = ALL
     TO_STATES = ALL
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.replaced_token: tuple[UUID | None] | None = None
+    # The run's claim token before this rule replaced it, set on an accepted claim. A
+    # class default rather than an __init__ override, because this rule is created
+    # for every transition.
+    replaced_token: tuple[UUID | None] | None = None
 
     async def before_transition(
         self,
