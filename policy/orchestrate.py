@@ -46,14 +46,14 @@ async def orchestrate(
         raise ValueError("orchestrate needs a proposed state; context.proposed_state is None")
 
     context.intended_transition = context.transition()
-    entered = await _enter_steps(_compile(context, policy), context)
+    to_exit = await _enter_steps(_compile(context, policy), context)
 
     if context.orchestration_error is None:
         await _validate(context)
     else:
         context.validated_state = context.initial_state
 
-    await _exit_steps(entered, context)
+    await _exit_steps(to_exit, context)
     return context.result()
 
 
@@ -101,19 +101,21 @@ def _select_step_classes(
 
 
 # The two loops below skip a hook that the step's class does not override: it is the
-# base class's no-op, and skipping it saves a coroutine per step.
+# base class's no-op, and skipping it saves a coroutine per step. For the same reason
+# a step with nothing to do on exit is not kept for the exit loop.
 
 
 async def _enter_steps(steps: list[Step], context: OrchestrationContext) -> list[Step]:
-    """Run the before-hooks in order until one raises; return the steps that entered."""
-    entered: list[Step] = []
+    """Run the before-hooks in order until one raises; return the steps to exit."""
+    to_exit: list[Step] = []
     for step in steps:
         if context.orchestration_error is not None:
             break
-        entered.append(step)
         step_class = type(step)
         try:
             if isinstance(step, BaseUniversalTransform):
+                if step_class.after_transition is not BaseUniversalTransform.after_transition:
+                    to_exit.append(step)
                 if step_class.before_transition is not BaseUniversalTransform.before_transition:
                     await step.before_transition(context)
                 continue
@@ -121,6 +123,7 @@ async def _enter_steps(steps: list[Step], context: OrchestrationContext) -> list
             step.invalid_on_entry = step.is_invalid()
             if step.invalid_on_entry:
                 continue
+            to_exit.append(step)
             context.rule_signature.append(step_class.__name__)
             if step_class.before_transition is not BaseOrchestrationRule.before_transition:
                 await step.before_transition(context.initial_state, context.proposed_state, context)
@@ -128,24 +131,19 @@ async def _enter_steps(steps: list[Step], context: OrchestrationContext) -> list
             raise
         except Exception as exc:  # noqa: BLE001 - any rule error becomes an ABORT answer
             _abort_on_error(context, step.name, exc)
-    return entered
+    return to_exit
 
 
-async def _exit_steps(entered: list[Step], context: OrchestrationContext) -> None:
+async def _exit_steps(to_exit: list[Step], context: OrchestrationContext) -> None:
     """Run the after-hooks, or the cleanups of fizzled rules, in reverse order."""
-    for step in reversed(entered):
+    for step in reversed(to_exit):
         step_class = type(step)
         try:
             if isinstance(step, BaseUniversalTransform):
-                if (
-                    context.orchestration_error is None
-                    and step_class.after_transition is not BaseUniversalTransform.after_transition
-                ):
+                if context.orchestration_error is None:
                     await step.after_transition(context)
                 continue
 
-            if step.invalid_on_entry:
-                continue
             fizzled = step.has_fizzled()
             if step.decided and not fizzled:
                 continue
