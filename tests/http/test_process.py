@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -77,6 +78,7 @@ def test_service_process_serves_and_stops(sqlite_url, key_prefix, tmp_path):
     assert docs.status_code == 200
     assert exit_code == 0
     assert "received SIGTERM; stopping" in output
-    assert "stopped" in output.splitlines()[-1]
+    assert output.index("received SIGTERM") < output.rindex(" stopped\n")
+    assert re.search(r"service replica \S+ stopped", output)
     assert redis_server.password not in output
     assert TOKEN not in output
