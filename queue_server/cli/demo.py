@@ -38,7 +38,10 @@ DEMO_SLOT_WAIT_SECONDS = "0.5"
 RESULT_TIMEOUT_SECONDS = 60.0
 READ_BATCH = 500
 PROGRESS_POLL_SECONDS = 0.25
-SERVICE_READ_SECONDS = 5.0
+# A run whose final view is missing from the Redis result cache is read from the
+# service: every SERVICE_READ_SECONDS, at most SERVICE_READ_MAX runs at a time.
+SERVICE_READ_SECONDS = 30.0
+SERVICE_READ_MAX = 100
 
 console = Console()
 
@@ -157,8 +160,8 @@ def _analyse_with(
     futures = analyse_file.map(
         [str(path) for path in demo_input.paths], demo_input.hashes, client=client
     )
-    _wait_with_progress(client, futures, "analysing files")
-    file_views = read_views(client, [future.run_id for future in futures])
+    final = _wait_with_progress(client, futures, "analysing files")
+    file_views = [final[future.run_id] for future in futures]
 
     results = []
     for future, view in zip(futures, file_views, strict=True):
@@ -169,10 +172,10 @@ def _analyse_with(
         for start in range(0, len(results), AGGREGATE_CHUNK_SIZE)
     ]
     aggregate_futures = aggregate_stats.map(chunks, client=client)
-    _wait_with_progress(
+    final = _wait_with_progress(
         client, aggregate_futures, f"aggregating (tag limit {AGGREGATE_TAG_LIMIT})"
     )
-    aggregate_views = read_views(client, [future.run_id for future in aggregate_futures])
+    aggregate_views = [final[future.run_id] for future in aggregate_futures]
     totals: Counter[str] = Counter()
     for future, view in zip(aggregate_futures, aggregate_views, strict=True):
         if view.state is not None and view.state.type.value == "COMPLETED":
@@ -185,15 +188,18 @@ def _analyse_with(
     )
 
 
-def _wait_with_progress(client: Any, futures: list[Any], description: str) -> None:
-    """Show a progress bar until every future's run is final.
+def _wait_with_progress(
+    client: Any, futures: list[Any], description: str
+) -> dict[uuid.UUID, TaskRunView]:
+    """Show a progress bar until every future's run is final; return the final views.
 
-    Progress comes from the Redis result cache, which holds the final view of each
-    finished run, with a read from the service every few seconds for runs whose cache
-    entry is missing. Waiting on the futures one at a time instead would ask the
-    service about every pending run each time one finishes.
+    The views come from the Redis result cache, which holds the final view of every
+    finished run. Only a run missing from it for a while is read from the service, a
+    few at a time: waiting on the futures one by one instead would ask the service
+    about every pending run each time one finishes, and swamp it.
     """
     pending = [future.run_id for future in futures]
+    final: dict[uuid.UUID, TaskRunView] = {}
     # NOTE: the limit only guards against a stalled stack; it is not a speed target.
     timeout = 600.0 + len(pending)
     deadline = time.monotonic() + timeout
@@ -207,12 +213,13 @@ def _wait_with_progress(client: Any, futures: list[Any], description: str) -> No
     with Progress(*columns, console=console) as progress:
         bar = progress.add_task(description, total=len(pending))
         while pending:
-            finished = client.run(lambda waiting=pending: _final_in_cache(client, waiting))
+            final.update(client.run(lambda waiting=pending: _final_in_cache(client, waiting)))
             if time.monotonic() >= next_service_read:
-                remaining = [run_id for run_id in pending if run_id not in finished]
-                finished |= {view.id for view in read_views(client, remaining) if _is_final(view)}
+                oldest = [run_id for run_id in pending if run_id not in final][:SERVICE_READ_MAX]
+                views = read_views(client, oldest)
+                final.update({view.id: view for view in views if _is_final(view)})
                 next_service_read = time.monotonic() + SERVICE_READ_SECONDS
-            pending = [run_id for run_id in pending if run_id not in finished]
+            pending = [run_id for run_id in pending if run_id not in final]
             progress.update(bar, completed=len(futures) - len(pending))
             if not pending:
                 break
@@ -222,17 +229,21 @@ def _wait_with_progress(client: Any, futures: list[Any], description: str) -> No
                     "see the service and worker logs under <TASKGATE_HOME>/logs/demo"
                 )
             time.sleep(PROGRESS_POLL_SECONDS)
+    return final
 
 
-async def _final_in_cache(client: Any, run_ids: list[uuid.UUID]) -> set[uuid.UUID]:
-    finished: set[uuid.UUID] = set()
+async def _final_in_cache(client: Any, run_ids: list[uuid.UUID]) -> dict[uuid.UUID, TaskRunView]:
+    final: dict[uuid.UUID, TaskRunView] = {}
     for start in range(0, len(run_ids), READ_BATCH):
         batch = run_ids[start : start + READ_BATCH]
         cached = await client.redis.mget([client.keys.result(run_id) for run_id in batch])
         for run_id, raw in zip(batch, cached, strict=True):
-            if raw is not None and _is_final(TaskRunView.model_validate_json(raw)):
-                finished.add(run_id)
-    return finished
+            if raw is None:
+                continue
+            view = TaskRunView.model_validate_json(raw)
+            if _is_final(view):
+                final[run_id] = view
+    return final
 
 
 def _is_final(view: TaskRunView) -> bool:

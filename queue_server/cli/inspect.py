@@ -11,6 +11,7 @@ from rich.table import Table
 
 from queue_server.cli.config import load_settings
 from queue_server.cli.connections import redis_client, resolve_redis_url
+from queue_server.cli.errors import CliError
 from queue_server.cli.redis_reads import read_queues, read_workers
 from queue_server.keys import Keys
 
@@ -38,12 +39,21 @@ def queues() -> None:
 
 
 @app.command("workers")
-def workers() -> None:
+def workers(
+    host: Annotated[
+        str | None,
+        typer.Option(help="Show only workers on this host; exit 1 if it has none (health checks)."),
+    ] = None,
+) -> None:
     """Show every worker process with a live heartbeat."""
     settings = load_settings()
     url = resolve_redis_url(settings)
     keys = Keys(settings.key_prefix)
     beats = asyncio.run(_with_client(url, lambda client: read_workers(client, keys)))
+    if host is not None:
+        beats = [beat for beat in beats if beat.host == host]
+        if not beats:
+            raise CliError(f"no live worker heartbeat from host {host!r}; is the worker running?")
     table = Table(title="workers")
     for column in ("worker id", "host", "pid", "runs held", "task keys", "last beat", "expires in"):
         table.add_column(column)

@@ -83,8 +83,8 @@ def server(
 ) -> None:
     """Run the transition service: the request loop, the background loops and the HTTP API."""
     settings = load_settings(http_port=http_port)
-    use_service_logging(settings)
     require_redis_url(settings, "server")
+    use_service_logging(settings)
     from queue_server.app import serve  # noqa: PLC0415
 
     run_maybe_async(serve(settings))
@@ -108,10 +108,10 @@ def worker(
 ) -> None:
     """Run worker processes that execute the tasks defined in MODULES."""
     settings = load_settings(worker_concurrency=concurrency)
-    use_service_logging(settings)
     require_redis_url(settings, "worker")
     check_task_modules(modules)
     check_task_keys(modules, task_keys)
+    use_service_logging(settings)
     if processes == 1:
         from workers.runtime import run_worker  # noqa: PLC0415
 
@@ -163,11 +163,12 @@ def dev(
     Ctrl-C stops the workers, the service and the embedded Redis, in that order.
     """
     settings = load_settings()
-    use_service_logging(settings)
     task_modules = modules or ["examples.stdlib_stats"]
     check_task_modules(task_modules)
+    check_task_keys(task_modules, None)
     if settings.redis_url:
         check_redis_reachable(settings.redis_url)
+    use_service_logging(settings)
 
     from queue_server.cli.database import upgrade_database  # noqa: PLC0415
     from queue_server.cli.readiness import wait_until_ready  # noqa: PLC0415
