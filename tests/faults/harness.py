@@ -46,7 +46,9 @@ def fast_settings(**overrides: Any) -> dict[str, str]:
         "heartbeat_ttl": 3.0,
         "reaper_interval": 0.5,
         "reconcile_interval": 2.0,
-        "request_timeout": 2.0,
+        # The default: a shorter resend timeout makes senders flood a busy service
+        # with copies of requests it has not reached yet.
+        "request_timeout": 10.0,
         "claim_idle": 2.0,
         "shutdown_grace": 2.0,
         "future_poll_interval": 2.0,
@@ -183,6 +185,9 @@ class Stack:
     database_url: str
     key_prefix: str
     settings: dict[str, str] = field(default_factory=fast_settings)
+    # Builds the test's own Redis connection; the default reads `redis_url`, which must
+    # then be a plain redis:// URL.
+    connect_redis: Callable[[], redis.Redis] | None = None
     _client: TaskgateClient | None = None
 
     def environment(self, **extra: str) -> dict[str, str]:
@@ -202,6 +207,8 @@ class Stack:
         return env
 
     def redis(self) -> redis.Redis:
+        if self.connect_redis is not None:
+            return self.connect_redis()
         return redis.Redis.from_url(self.redis_url)
 
     # -- processes ----------------------------------------------------------------------

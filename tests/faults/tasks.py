@@ -86,3 +86,13 @@ def takes_one_argument(log_path: str, label: str) -> str:
     """A plain task for the bad-input tests; it never runs when its job is corrupt."""
     record_execution(log_path, label)
     return label
+
+
+def _key_of_requested_length(parameters: dict[str, object]) -> str:
+    return "k" * int(parameters["length"])  # type: ignore[arg-type]
+
+
+@task(cache_key_fn=_key_of_requested_length)
+def with_cache_key_length(length: int) -> int:
+    """A task whose cache key is as long as its caller asks."""
+    return length

@@ -79,7 +79,7 @@ def test_dropped_connections_retry(postgres_stack: Stack, execution_log) -> None
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             failures.append(error)
 
-    submitter = threading.Thread(target=submit, name="submitter")
+    submitter = threading.Thread(target=submit, name="submitter", daemon=True)
     submitter.start()
 
     terminated = 0

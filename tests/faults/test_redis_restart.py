@@ -65,7 +65,7 @@ def test_redis_restart_loses_nothing(
 
     private_redis.stop()
     # These create requests meet a Redis that is down; their senders must resend them.
-    submitter = threading.Thread(target=submit_late, name="late-submitter")
+    submitter = threading.Thread(target=submit_late, name="late-submitter", daemon=True)
     submitter.start()
     private_redis.start()
 

@@ -54,7 +54,7 @@ def test_killed_service_answers_after_restart(stack: Stack, execution_log) -> No
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             failures.append(error)
 
-    submitter = threading.Thread(target=submit, name="submitter")
+    submitter = threading.Thread(target=submit, name="submitter", daemon=True)
     submitter.start()
     wait_until(lambda: sum(executions(execution_log).values()) >= 40, 120, "40 executions")
 

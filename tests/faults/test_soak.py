@@ -46,8 +46,15 @@ WORKER_CONCURRENCY = 4
 # Seconds between two worker kills.
 KILL_EVERY_SECONDS = 5.0
 BATCH_SIZE = 200
+# The submitter waits while this many runs are unfinished, as a producer that watches
+# its backlog would, so the soak measures recovery rather than an ever-longer queue.
+MAX_BACKLOG = 600
 # Below the 16 slots of the four workers, so some runs are handed back while waiting.
 SOAK_TAG_LIMIT = 12
+
+
+def unfinished(stack: Stack) -> int:
+    return sum(1 for kind, _ in stack.run_states().values() if kind not in FINAL_STATE_TYPES)
 
 
 def test_soak_with_worker_kills(stack: Stack, execution_log) -> None:
@@ -73,6 +80,9 @@ def test_soak_with_worker_kills(stack: Stack, execution_log) -> None:
     def submit() -> None:
         try:
             for first in range(0, RUNS, BATCH_SIZE):
+                wait_until(
+                    lambda: unfinished(stack) < MAX_BACKLOG, 600, "a shorter backlog", interval=1
+                )
                 count = min(BATCH_SIZE, RUNS - first)
                 labels = [f"s{first + index}" for index in range(count)]
                 futures = tasks.soak_step.map(
@@ -82,7 +92,7 @@ def test_soak_with_worker_kills(stack: Stack, execution_log) -> None:
         except BaseException as error:  # noqa: BLE001 - reported by the main thread
             failures.append(error)
 
-    submitter = threading.Thread(target=submit, name="submitter")
+    submitter = threading.Thread(target=submit, name="submitter", daemon=True)
     submitter.start()
 
     chooser = random.Random(RUNS)
