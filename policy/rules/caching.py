@@ -11,8 +11,11 @@ class CacheRetrieval(BaseOrchestrationRule):
     """Reject Running into a Cached copy of a completed state stored under the same cache key.
 
     The newest cache entry whose expiration is unset or still ahead wins, whichever run
-    wrote it. A proposal with `refresh_cache` skips the look-up. The copy keeps the
-    proposal's claim token, so the worker that proposed Running may act on the result.
+    wrote it. A proposal with `refresh_cache` skips the look-up, and so does a run that
+    is Completed with a persisted result, because that result is kept (by
+    HandleTaskTerminalStateTransitions) rather than replaced by a Cached copy. The copy
+    keeps the proposal's claim token, so the worker that proposed Running may act on
+    the result.
     """
 
     FROM_STATES = ALL
@@ -26,6 +29,9 @@ class CacheRetrieval(BaseOrchestrationRule):
     ) -> None:
         details = proposed_state.state_details
         if not details.cache_key or details.refresh_cache:
+            return
+        current = initial_state
+        if current is not None and current.is_completed() and current.has_persisted_result():
             return
 
         cached = await context.cache.lookup(details.cache_key, context.clock.now())

@@ -104,6 +104,49 @@ async def test_refresh_cache_skips_lookup():
     assert result.state.name == "Running"
 
 
+async def test_persisted_completed_skips_lookup():
+    bench = Bench()
+    await cache_state(bench, "add-1-2")
+    run = task_run()
+    current = bench.place(run, Completed(timestamp=T0, data=RESULT, cache_key="add-1-2"))
+
+    result = await bench.propose(
+        run, Running(timestamp=T0, cache_key="add-1-2"), only(CacheRetrieval)
+    )
+
+    assert result.status is SetStateStatus.ACCEPT
+    assert result.state.name == "Running"
+    assert bench.written(run)[0] is current
+
+
+async def test_persisted_completed_kept_under_policy():
+    bench = Bench()
+    await cache_state(bench, "add-1-2")
+    run = task_run(is_background=True)
+    current = bench.place(run, Completed(timestamp=T0, data=RESULT, cache_key="add-1-2"))
+
+    result = await bench.propose(run, Running(timestamp=T0, cache_key="add-1-2"), actor="service")
+
+    assert result.status is SetStateStatus.REJECT
+    assert result.rule == "HandleTaskTerminalStateTransitions"
+    assert result.state.id == current.id
+    assert bench.written(run) == [current]
+
+
+async def test_unpersisted_completed_uses_cache():
+    bench = Bench()
+    await cache_state(bench, "add-1-2")
+    run = task_run()
+    bench.place(run, Completed(timestamp=T0, data={"type": "unpersisted"}, cache_key="add-1-2"))
+
+    result = await bench.propose(
+        run, Running(timestamp=T0, cache_key="add-1-2"), only(CacheRetrieval)
+    )
+
+    assert result.status is SetStateStatus.REJECT
+    assert result.state.name == "Cached"
+
+
 async def test_running_without_cache_key_skips_lookup():
     bench = Bench()
     run = task_run()
