@@ -37,6 +37,8 @@ class SecureTaskConcurrencySlots(BaseOrchestrationRule):
         proposed_state: State | None,
         context: TaskOrchestrationContext,
     ) -> None:
+        if not context.run.tags:
+            return  # no tag, so no limit to read
         run_id = context.run.id
         limits = await context.slots.read_limits(context.run.tags)
 
