@@ -23,6 +23,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
+import redis.asyncio as aioredis
 from arq.connections import ArqRedis, create_pool
 
 from queue_server.jobs import deserialize_job, serialize_job
@@ -121,6 +122,7 @@ class WorkerRuntime:
             self.concurrency,
             mask_url(self.redis_url),
         )
+
         redis = connect(self.redis_url)
         pool = await self._arq_pool()
         service = ServiceClient(redis, self.keys, request_timeout=self.settings.request_timeout)
@@ -143,9 +145,22 @@ class WorkerRuntime:
             ttl=self.settings.heartbeat_ttl,
         )
         heartbeat.start()
-        background: list[asyncio.Task[None]] = []
+
         try:
-            background = self._start_consumers(pool, redis, executor)
+            await self._serve(pool, executor, service)
+        finally:
+            heartbeat.stop(delete=not executor.held.snapshot())
+            thread_pool.shutdown(wait=False, cancel_futures=True)
+            await service.close()
+            await pool.aclose(close_connection_pool=True)
+            await redis.aclose()
+            logger.info("worker %s stopped", self.worker_id)
+
+    async def _serve(self, pool: ArqRedis, executor: RunExecutor, service: ServiceClient) -> None:
+        """Run the consumers, the watcher and the subscription until a stop signal."""
+        subscriber = connect(self.redis_url)
+        background = self._start_consumers(pool, subscriber, executor)
+        try:
             await self._stop.wait()
             await self._shut_down(executor, service)
         finally:
@@ -154,15 +169,10 @@ class WorkerRuntime:
             for job in background:
                 with contextlib.suppress(asyncio.CancelledError):
                     await job
-            heartbeat.stop(delete=not executor.held.snapshot())
-            thread_pool.shutdown(wait=False, cancel_futures=True)
-            await service.close()
-            await pool.aclose(close_connection_pool=True)
-            await redis.aclose()
-            logger.info("worker %s stopped", self.worker_id)
+            await subscriber.aclose()
 
     def _start_consumers(
-        self, pool: ArqRedis, redis: object, executor: RunExecutor
+        self, pool: ArqRedis, subscriber: aioredis.Redis, executor: RunExecutor
     ) -> list[asyncio.Task[None]]:
         clock = RedisClock()
         slots = asyncio.BoundedSemaphore(self.concurrency)
@@ -181,7 +191,7 @@ class WorkerRuntime:
             pool, self.keys, self.consumers, self.settings.worker_poll_delay, clock
         )
         listener = ChannelListener(
-            connect(self.redis_url),
+            subscriber,
             {
                 self.keys.wake: watcher.on_wake_message,
                 self.keys.events: lambda data: _on_event(executor, data),
