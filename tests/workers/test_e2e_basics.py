@@ -85,9 +85,12 @@ def test_polling_resolves_without_notifications(stack: Stack) -> None:
     # all; its future must still resolve by polling the run.
     stack.start_worker(["e2e_tasks"])
     client = TaskgateClient(stack.settings(), listen_events=False)
-    future = e2e_tasks.add.apply_async((1, 2), client=client)
-    rebuilt = TaskFuture(future.run_id, client=client)
-    assert rebuilt.result(timeout=60) == 3
+    try:
+        future = e2e_tasks.add.apply_async((1, 2), client=client)
+        rebuilt = TaskFuture(future.run_id, client=client)
+        assert rebuilt.result(timeout=60) == 3
+    finally:
+        client.close()
 
 
 def test_failure_reraises_type_and_message(stack: Stack) -> None:
