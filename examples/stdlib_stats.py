@@ -1,7 +1,7 @@
 """The demo's tasks: statistics of Python source files, and their aggregation.
 
 `analyse_file` runs once per file. Its cache key is the file's sha256, so a second
-run over unchanged files is answered from the task run state cache and the function
+run over unchanged files is served from the task run state cache and the function
 does not run again. A few percent of files, chosen by their hash, fail on the first
 attempt with an injected transient error, and the run's retry policy runs them again.
 `aggregate_stats` sums the statistics of a chunk of files; it carries the tag

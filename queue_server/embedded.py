@@ -95,7 +95,7 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> EmbeddedRedis:
-        """Start the server and wait until it answers PING."""
+        """Start the server and wait until it responds to PING."""
         self.folder.mkdir(parents=True, exist_ok=True)
         args = [self.binary, *self._listen_args(), *self._storage_args()]
         logfile = self.folder / "redis.log"
@@ -178,7 +178,7 @@ class EmbeddedRedis:
                 except (redis.ConnectionError, redis.TimeoutError):
                     if time.monotonic() > deadline:
                         raise EmbeddedRedisError(
-                            f"embedded redis-server at {self.url} did not answer within "
+                            f"embedded redis-server at {self.url} did not respond within "
                             f"{READY_TIMEOUT_SECONDS:.0f} s; see {logfile}"
                         ) from None
                     time.sleep(0.05)

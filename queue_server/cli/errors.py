@@ -1,4 +1,4 @@
-"""How the CLI reports a failure: one line on stderr naming the value and the fix."""
+"""CLI failures, each reported as one line on stderr naming the value and the fix."""
 
 from __future__ import annotations
 

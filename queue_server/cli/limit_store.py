@@ -17,7 +17,7 @@ def set_limit(settings: Settings, tag: str, limit: int) -> None:
 
 
 def create_limit(settings: Settings, tag: str, limit: int) -> None:
-    """Create or change the tag's limit and say so."""
+    """Create or change the tag's limit and print it."""
     set_limit(settings, tag, limit)
     console.print(f"tag {tag!r}: at most {limit} run(s) in Running at once")
 

@@ -42,7 +42,7 @@ def use_service_logging(settings: Settings) -> None:
 
 
 def require_redis_url(settings: Settings, command: str) -> str:
-    """Return TASKGATE_REDIS_URL after checking Redis answers; fail if it is unset."""
+    """Return TASKGATE_REDIS_URL once a PING to it succeeds; fail if it is unset."""
     if not settings.redis_url:
         raise CliError(
             f"TASKGATE_REDIS_URL is not set; `taskgate {command}` needs a shared Redis: set it "
@@ -179,7 +179,10 @@ def dev(
         redis_url = stack.start_redis()
         stack.spawn("service", ["server"])
         stack.spawn("workers", ["worker", *task_modules, "--processes", str(processes)])
-        wait_until_ready(stack, workers=processes)
+        wait_until_ready(stack, workers=processes, stop_requested=stop_requested)
+        if stop_requested:
+            typer.echo("stopping before the stack was ready...")
+            return
         typer.echo(
             f"taskgate dev is ready: Redis {_shown(redis_url)}, database "
             f"{_shown(settings.resolved_database_url())}, {processes} worker process(es) "

@@ -13,22 +13,25 @@ READY_TIMEOUT_SECONDS = 120.0
 POLL_SECONDS = 0.1
 
 
-def wait_until_ready(stack: LocalStack, workers: int) -> None:
+def wait_until_ready(
+    stack: LocalStack, workers: int, stop_requested: list[int] | None = None
+) -> None:
     """Block until one service heartbeat and `workers` worker heartbeats exist.
 
-    Raises CliError if a child exits first or the heartbeats do not appear in time.
+    Returns early once `stop_requested` is non-empty (a signal arrived). Raises
+    CliError if a child exits first or the heartbeats do not appear in time.
     """
-    asyncio.run(_wait(stack, workers))
+    asyncio.run(_wait(stack, workers, stop_requested if stop_requested is not None else []))
 
 
-async def _wait(stack: LocalStack, workers: int) -> None:
+async def _wait(stack: LocalStack, workers: int, stop_requested: list[int]) -> None:
     from queue_server.redis_conn import connect  # noqa: PLC0415
 
     keys = Keys(stack.settings.key_prefix)
     client = connect(stack.redis_url)
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     try:
-        while True:
+        while not stop_requested:
             exited = stack.exited_child()
             if exited is not None:
                 raise CliError(

@@ -10,7 +10,7 @@ from queue_server.cli.config import load_settings
 
 
 def cancel(run_id: Annotated[str, typer.Argument(help="Id of the task run to cancel.")]) -> None:
-    """Cancel a task run: a queued run is dropped, a running one is told to stop."""
+    """Cancel a task run: a queued run ends Cancelled, a running one moves to Cancelling."""
     from queue_server.cli.run_reads import cancel_run  # noqa: PLC0415
 
     cancel_run(load_settings(), run_id)
