@@ -43,6 +43,13 @@ def configure_client(redis_url: str) -> None:
     configure(Settings(redis_url=redis_url, key_prefix=KEY_PREFIX))
 
 
+def close_client() -> None:
+    """Close this process's taskgate client, so its reply reader stops before Redis does."""
+    from workers.client import get_client  # noqa: PLC0415
+
+    get_client().close()
+
+
 @dataclass(frozen=True)
 class EndToEndRun:
     runs: int
@@ -69,6 +76,7 @@ class LatencySamples:
     to_running_ms: list[float] = field(default_factory=list)
     to_result_ms: list[float] = field(default_factory=list)
     missing_running: int = 0  # runs whose Running event this process did not hear
+    completed_per_second: float | None = None  # set by a paced run
 
     def p(self, series: str, fraction: float) -> float:
         return percentile(getattr(self, series), fraction)
@@ -222,6 +230,7 @@ def measure_throughput(
                 redis_calls=redis_calls,
             )
     finally:
+        close_client()
         config.database.drop()
 
 
@@ -282,13 +291,18 @@ def measure_latency(
             group.check_running()
             return single, paced
     finally:
+        close_client()
         config.database.drop()
 
 
 def submit_at_rate(
     listener: RunningListener, samples: LatencySamples, rate: float, seconds: float
 ) -> None:
-    """Start one timed run every 1/rate seconds for `seconds`, each on a pool thread."""
+    """Start one timed run every 1/rate seconds for `seconds`, each on a pool thread.
+
+    Sets `samples.completed_per_second`: the runs divided by the time until the last
+    result, lower than `rate` when the stack cannot keep up.
+    """
     count = int(rate * seconds)
     interval = 1.0 / rate
     started = time.perf_counter()
@@ -301,11 +315,7 @@ def submit_at_rate(
             pending.append(pool.submit(timed_run, listener, samples))
         for item in pending:
             item.result(timeout=RESULT_TIMEOUT_SECONDS)
-    achieved = count / (time.perf_counter() - started)
-    if achieved < rate * 0.9:
-        raise BenchmarkError(
-            f"the paced run reached {achieved:.0f} runs/s, below the {rate:.0f}/s it aimed at"
-        )
+    samples.completed_per_second = count / (time.perf_counter() - started)
 
 
 def service_pid(stack: Stack) -> int:

@@ -203,12 +203,14 @@ def taskgate_latency(context: Context) -> None:
     ):
         name = "one at a time" if mode == "one" else f"at {rate:g} runs/s"
         note = detail
+        if samples.completed_per_second is not None:
+            note += f", {samples.completed_per_second:.1f}/s completed"
         if samples.missing_running:
             note += f"; Running not heard for {samples.missing_running}"
         series_names = (
-            ("to_accepted_ms", "accepted", ".delay() returning"),
-            ("to_running_ms", "running", "Running"),
-            ("to_result_ms", "result", "the result"),
+            ("to_accepted_ms", "accepted", ".delay() call to return"),
+            ("to_running_ms", "running", ".delay() to Running"),
+            ("to_result_ms", "result", ".delay() to the result"),
         )
         for series, target, reached in series_names:
             for fraction, quantile in ((0.5, "p50"), (0.99, "p99")):
@@ -216,7 +218,7 @@ def taskgate_latency(context: Context) -> None:
                     Measurement(
                         LATENCY,
                         f"tg.{mode}.{target}.{quantile}",
-                        f"taskgate on SQLite, {name}, .delay() to {reached} {quantile}",
+                        f"taskgate on SQLite, {name}, {reached} {quantile}",
                         samples.p(series, fraction),
                         "ms",
                         note,
@@ -342,7 +344,10 @@ TARGETS = [
     Target("one at a time, .delay() to result p50 (ms)", "tg.one.result.p50", 10, at_most=True),
     Target("one at a time, .delay() to result p99 (ms)", "tg.one.result.p99", 50, at_most=True),
     Target(
-        "service RSS with the scale runs stored (MB)", "scale.service.rss.sqlite", 150, at_most=True
+        "service peak RSS with the stored runs, SQLite (MB)",
+        "scale.service.peak.sqlite",
+        150,
+        at_most=True,
     ),
 ]
 
