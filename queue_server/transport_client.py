@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from queue_server.keys import Keys
+from queue_server.keys import CONSUMER_GROUP, Keys
 from queue_server.protocol import PROTOCOL_VERSION, ErrorInfo, Reply
 
 logger = logging.getLogger(__name__)
@@ -183,8 +183,11 @@ class ServiceClient:
             self._pending[request_id] = loop.create_future()
             bodies.append((request_id, body))
         try:
-            await self._send([body for _, body in bodies])
-            waits = [self._await_reply(request_id, body, timeout) for request_id, body in bodies]
+            entry_ids = await self._send([body for _, body in bodies])
+            waits = [
+                self._await_reply(request_id, body, timeout, entry_id)
+                for (request_id, body), entry_id in zip(bodies, entry_ids, strict=True)
+            ]
             replies = await asyncio.gather(*waits)
         finally:
             for request_id, _ in bodies:
@@ -192,7 +195,11 @@ class ServiceClient:
         return [_result_of(reply, op) for reply in replies]
 
     async def _await_reply(
-        self, request_id: str, body: bytes, timeout: float | None  # noqa: ASYNC109
+        self,
+        request_id: str,
+        body: bytes,
+        timeout: float | None,  # noqa: ASYNC109
+        entry_id: bytes | None,
     ) -> Reply:
         loop = asyncio.get_running_loop()
         future = self._pending[request_id]
@@ -209,25 +216,65 @@ class ServiceClient:
             try:
                 return await asyncio.wait_for(asyncio.shield(future), wait)
             except TimeoutError:
-                logger.warning(
-                    "no reply to request %s after %.1f s; sending it again", request_id, wait
+                pass
+            if entry_id is not None and await self._still_in_service(entry_id):
+                logger.debug(
+                    "request %s is still queued or held by a replica; waiting again", request_id
                 )
-            sent = await self._send([body])
-            wait = self.request_timeout if sent else RECONNECT_DELAY_SECONDS
+                wait = self.request_timeout
+                continue
+            logger.warning(
+                "no reply to request %s after %.1f s and no replica holds it; sending it again",
+                request_id, wait,
+            )
+            entry_id = (await self._send([body]))[0]
+            wait = self.request_timeout if entry_id is not None else RECONNECT_DELAY_SECONDS
 
-    async def _send(self, bodies: Sequence[bytes]) -> bool:
-        """Append the bodies to the request stream; return False when Redis is unreachable."""
+    async def _still_in_service(self, entry_id: bytes) -> bool:
+        """Tell whether the service can still answer the stream entry without a resend.
+
+        An entry that the consumer group has not read yet and that is still in the
+        stream is waiting its turn; an entry in the group's pending list is held by a
+        replica, which answers it, or is taken over from a dead replica after
+        ``claim_idle``. A resend in those cases would only add work to a busy service.
+        Any other entry (acknowledged without a reply reaching us, trimmed, or lost with
+        a restarted Redis) is sent again.
+        """
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.xinfo_groups(self.keys.requests)
+                pipe.xrange(self.keys.requests, min=entry_id, max=entry_id, count=1)
+                pipe.xpending_range(
+                    self.keys.requests, CONSUMER_GROUP, min=entry_id, max=entry_id, count=1
+                )
+                groups, present, pending = await pipe.execute(raise_on_error=False)
+        except REDIS_DOWN_ERRORS:
+            return False
+        if isinstance(groups, Exception) or isinstance(pending, Exception):
+            return False
+        if isinstance(present, Exception) or not present:
+            return False
+        if pending:
+            return True
+        delivered = _last_delivered(groups)
+        return delivered is not None and _stream_id(entry_id) > _stream_id(delivered)
+
+    async def _send(self, bodies: Sequence[bytes]) -> list[bytes | None]:
+        """Append the bodies to the request stream; return their entry ids.
+
+        The ids are None when Redis is unreachable; the caller then sends again.
+        """
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for body in bodies:
                     pipe.xadd(self.keys.requests, {"body": body})
-                await pipe.execute()
+                entry_ids = await pipe.execute()
         except REDIS_DOWN_ERRORS as error:
             logger.warning(
                 "cannot send %d request(s) to Redis: %s; will resend", len(bodies), error
             )
-            return False
-        return True
+            return [None] * len(bodies)
+        return [_as_bytes(entry_id) for entry_id in entry_ids]
 
     async def _read_replies(self) -> None:
         reply_key = self.keys.reply(self.client_id)
@@ -327,3 +374,21 @@ class ClientThread:
     async def run_async(self, factory: Callable[[], Awaitable[T]]) -> T:
         """Await the coroutine that `factory` makes on the private loop from any other loop."""
         return await asyncio.wrap_future(self.submit(factory()))
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    """Split a stream entry id ``<ms>-<seq>`` into a tuple that orders like the stream."""
+    milliseconds, _, sequence = _as_bytes(value).partition(b"-")
+    return int(milliseconds), int(sequence or 0)
+
+
+def _last_delivered(groups: list[dict[Any, Any]]) -> bytes | str | None:
+    for group in groups:
+        name = group.get("name")
+        if name in (CONSUMER_GROUP, CONSUMER_GROUP.encode()):
+            return group.get("last-delivered-id")
+    return None
