@@ -41,6 +41,14 @@ def hold_first_attempt(log_path: str, label: str, hold_seconds: float) -> dict[s
     return {"label": label, "executions_before": previous}
 
 
+@task(retries=1)
+async def block_event_loop(log_path: str, label: str, seconds: float) -> str:
+    """Block the worker's event loop with a synchronous sleep, as careless async code does."""
+    record_execution(log_path, label)
+    time.sleep(seconds)  # noqa: ASYNC251 - the blocking call is what the test needs
+    return label
+
+
 @task(retries=0)
 def echo(log_path: str, label: str, payload: dict[str, object], sleep_seconds: float = 0.0):
     """Return the parameters it got, after an optional pause; it has no retries."""

@@ -127,3 +127,25 @@ def test_frozen_worker_proposals_aborted(stack: Stack, execution_log) -> None:
     assert executions(execution_log) == {"frozen": 2}
     assert stack.slot_holders() == []
     assert frozen.running()
+
+
+def test_blocked_event_loop_not_reaped(stack: Stack, execution_log) -> None:
+    """A live worker whose run blocks its event loop keeps beating from its own thread."""
+    stack.start_service()
+    worker = stack.start_worker(concurrency=1, name="worker-blocked")
+    worker_id = stack.worker_id_of(worker.pid)
+    ttl = float(stack.settings["TASKGATE_HEARTBEAT_TTL"])
+    future = tasks.block_event_loop.apply_async(
+        (str(execution_log), "blocked", 3 * ttl), client=stack.client()
+    )
+
+    assert future.result(timeout=120) == "blocked"
+    assert executions(execution_log) == {"blocked": 1}
+    assert stack.state_history()[str(future.run_id)] == [
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
+        ("COMPLETED", "Completed"),
+    ]
+    assert worker_id in stack.live_workers()
+    assert "expired" not in stack.group.started[0].log_text()
