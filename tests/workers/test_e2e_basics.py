@@ -100,3 +100,14 @@ def test_failure_reraises_type_and_message(stack: Stack) -> None:
         future.result(timeout=60)
     assert "missing-key" in str(raised.value)
     assert "fails_with_key_error" in raised.value.remote_traceback
+
+
+@pytest.mark.postgres
+def test_delay_map_and_retry_on_postgres(postgres_stack: Stack) -> None:
+    postgres_stack.start_worker(["e2e_tasks"], "--concurrency", "10")
+    futures = e2e_tasks.add.map(range(20), y=1)
+    assert [future.result(timeout=120) for future in futures] == list(range(1, 21))
+    failing = e2e_tasks.always_fails.delay("postgres")
+    with pytest.raises(RuntimeError):
+        failing.result(timeout=120)
+    assert postgres_stack.states(failing.run_id)[-1]["name"] == "Failed"
