@@ -31,7 +31,7 @@ def processes(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Proces
     """The processes this test starts; each is stopped by its pid at teardown.
 
     When the test failed, the tail of every captured log is printed, so the report shows
-    what the service and the workers said.
+    what the service and the workers logged.
     """
     group = ProcessGroup(tmp_path)
     try:

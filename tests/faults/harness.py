@@ -3,7 +3,7 @@
 Every process a test starts goes through a `ProcessGroup`, which records its pid and at
 teardown stops exactly those pids (SIGKILL after a grace period), never anything found
 by name. Each process writes its stdout and stderr to a log file under the test's
-folder, so a failing test can show what the service and the workers said, and the
+folder, so a failing test can show what the service and the workers logged, and the
 security tests can search those logs for secrets.
 
 Settings reach the processes as TASKGATE_* environment variables, shortened for tests
@@ -340,7 +340,7 @@ class Stack:
         return {str(UUID(str(run_id))): (kind, name) for run_id, kind, name in rows}
 
     def wait_all_final(self, expected: int, seconds: float = 600.0) -> dict[str, tuple[str, str]]:
-        """Wait until the database holds `expected` task runs, all in a final state.
+        """Wait until the database contains `expected` task runs, all in a final state.
 
         Reading SQL here, instead of waiting on the futures, keeps the test's own polling
         off the service while it works through a backlog.
