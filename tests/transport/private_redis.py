@@ -73,9 +73,11 @@ class TlsRedisServer(RedisServer):
     """A private redis-server that accepts only TLS, with certificates made for the test."""
 
     certificates: dict[str, Path] = field(default_factory=dict)
+    require_client_certificate: bool = False
 
     def __post_init__(self) -> None:
         self.certificates = make_certificates(self.workdir)
+        auth_clients = "yes" if self.require_client_certificate else "no"
         self.extra_args = [
             *self.extra_args,
             "--port", "0",
@@ -83,7 +85,7 @@ class TlsRedisServer(RedisServer):
             "--tls-cert-file", str(self.certificates["server"]),
             "--tls-key-file", str(self.certificates["server-key"]),
             "--tls-ca-cert-file", str(self.certificates["ca"]),
-            "--tls-auth-clients", "no",
+            "--tls-auth-clients", auth_clients,
         ]
 
     @property
@@ -91,8 +93,14 @@ class TlsRedisServer(RedisServer):
         return f"rediss://127.0.0.1:{self.port}/0?ssl_ca_certs={self.certificates['ca']}"
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_SECONDS) -> None:
+        # The server certificate is signed by the test CA, so it serves as a client one too.
         client = redis.Redis(
-            host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=str(self.certificates["ca"])
+            host="127.0.0.1",
+            port=self.port,
+            ssl=True,
+            ssl_ca_certs=str(self.certificates["ca"]),
+            ssl_certfile=str(self.certificates["server"]),
+            ssl_keyfile=str(self.certificates["server-key"]),
         )
         wait_until_ready(client, f"TLS redis-server on port {self.port}")
 

@@ -138,3 +138,23 @@ async def test_sentinel_url_reaches_primary():
             await pool.aclose()
     finally:
         group.stop()
+
+
+async def test_tls_client_certificate_works():
+    server = TlsRedisServer(require_client_certificate=True).start()
+    certificates = server.certificates
+    try:
+        with_certificate = connect(
+            f"{server.url}&ssl_certfile={certificates['server']}"
+            f"&ssl_keyfile={certificates['server-key']}"
+        )
+        without_certificate = connect(server.url)
+        try:
+            assert await with_certificate.ping()
+            with pytest.raises(Exception):  # noqa: B017 - the TLS handshake error type varies
+                await without_certificate.ping()
+        finally:
+            await with_certificate.aclose()
+            await without_certificate.aclose()
+    finally:
+        server.stop()
