@@ -259,9 +259,11 @@ class RunExecutor:
             return
         proposed = data if job.persist_result else UNPERSISTED
         answer = await self._propose(job, proposals.completed(job, token, proposed))
-        self._log_end(
-            job, "completed", started, attempt, answer.status if answer.status != "ACCEPT" else ""
-        )
+        if answer.status == "ABORT":
+            outcome = "finished, but its Completed state was aborted"
+            self._log_end(job, outcome, started, attempt, answer.reason or "")
+        else:
+            self._log_end(job, "completed", started, attempt, "")
         if not job.persist_result and answer.status == "ACCEPT" and answer.state is not None:
             await self._cache_unpersisted(job, answer, data)
 
@@ -308,7 +310,7 @@ class RunExecutor:
             logger.warning(
                 "run %s: proposing %s was aborted: %s",
                 job.run_id,
-                state.name or state.type.value,
+                state.name or state.type.value.title(),
                 answer.reason,
             )
         return answer

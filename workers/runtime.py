@@ -226,7 +226,12 @@ class WorkerRuntime:
         executor.stopping = True
         for consumer in self.consumers.values():
             consumer.allow_pick_jobs = False
-        in_flight = [job for consumer in self.consumers.values() for job in consumer.tasks.values()]
+        in_flight = [
+            job
+            for consumer in self.consumers.values()
+            for job in consumer.tasks.values()
+            if not job.done()
+        ]
         if in_flight:
             logger.info(
                 "worker %s: waiting up to %.1f s for %d run(s) in flight",

@@ -95,3 +95,42 @@ def test_killed_worker_run_is_recovered_once(stack: Stack) -> None:
     assert names.count("Completed") == 1
     assert "AwaitingRetry" in names
     assert count_lines(stack.home / "sleeper.log") == 2
+
+
+@pytest.mark.faults
+def test_loop_blocking_run_keeps_heartbeat(stack: Stack) -> None:
+    # The heartbeat TTL is 6 s here; the run blocks the worker's event loop for 8 s,
+    # and the heartbeat thread must keep the run from being taken for dead.
+    stack.start_worker(["e2e_tasks"])
+    future = e2e_tasks.blocks_event_loop.delay(8.0)
+    assert future.result(timeout=120) == 8.0
+    assert "AwaitingRetry" not in state_names(stack.states(future.run_id))
+    assert count_lines(stack.home / "blocks_event_loop.log") == 1
+
+
+@pytest.mark.faults
+def test_frozen_worker_late_proposal_is_aborted(stack: Stack) -> None:
+    frozen = stack.start_worker(["e2e_tasks"], name="frozen")
+    future = e2e_tasks.sleeper.delay(2.0)
+    wait_until(lambda: future.state.type.value == "RUNNING", 60, what="the run to start")
+    os.kill(frozen.pid, signal.SIGSTOP)
+    try:
+        wait_until(
+            lambda: "AwaitingRetry" in state_names(stack.states(future.run_id)),
+            120,
+            what="the reaper to take the frozen worker's run",
+        )
+        stack.start_worker(["e2e_tasks"], name="rescuer")
+        assert future.result(timeout=120) == 2.0
+    finally:
+        os.kill(frozen.pid, signal.SIGCONT)
+    # The frozen worker wakes, finishes its copy and proposes Completed with a claim
+    # token the reaper cleared: that proposal is aborted and records nothing.
+    wait_until(
+        lambda: "proposing Completed was aborted" in stack.log_path("frozen").read_text(),
+        60,
+        what="the frozen worker's late proposal",
+    )
+    names = state_names(stack.states(future.run_id))
+    assert names.count("Completed") == 1
+    assert count_lines(stack.home / "sleeper.log") == 2

@@ -126,3 +126,10 @@ def unpersisted(x: int) -> int:
 @task(serializer="pickle")
 def pickled(value: object) -> object:
     return value
+
+
+@task(retries=1)
+async def blocks_event_loop(seconds: float) -> float:
+    record("blocks_event_loop", str(seconds))
+    time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop on purpose
+    return seconds
