@@ -32,12 +32,14 @@ def main(argv: list[str] | None = None) -> int:
         help="serve only this task key; repeat for more (default: every task of the modules)",
     )
     options = parser.parse_args(argv)
+
     logging.basicConfig(
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
     )
     if options.concurrency < 1:
         parser.error(f"--concurrency {options.concurrency} must be at least 1")
+
     try:
         if options.processes > 1:
             run_supervisor(
