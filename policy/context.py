@@ -42,7 +42,7 @@ class PolicySettings(BaseModel):
     cache_isolation_wait_seconds: float = Field(default=1, ge=0)
 
 
-# Contexts share one default instance, which is safe because settings are frozen, and
+# Contexts share one default instance, which is safe because settings are frozen. It
 # spares building and validating new settings for every proposal.
 DEFAULT_POLICY_SETTINGS = PolicySettings()
 

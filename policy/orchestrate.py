@@ -100,13 +100,13 @@ def _select_step_classes(
     return tuple(selected)
 
 
-# The two loops below skip a hook that the step's class does not override: it is the
-# base class's no-op, and skipping it saves a coroutine per step. For the same reason
-# a step with nothing to do on exit is not kept for the exit loop.
+# The two loops below skip a hook that the step's class does not override, because it
+# is the base class's no-op and skipping it saves a coroutine per step. For the same
+# reason a step with nothing to do on exit is not kept for the exit loop.
 
 
 async def _enter_steps(steps: list[Step], context: OrchestrationContext) -> list[Step]:
-    """Run the before-hooks in order until one raises; return the steps to exit."""
+    """Run the before-hooks in order until one raises, and return the steps to exit."""
     to_exit: list[Step] = []
     for step in steps:
         if context.orchestration_error is not None:

@@ -61,7 +61,7 @@ class RunSnapshot(BaseModel):
     """Fields that task runs and flow runs share: the current state and the run clock.
 
     Fields are validated when the snapshot is built from storage or input, not on
-    attribute assignment: the engine assigns values taken from validated states.
+    attribute assignment, because the engine assigns values taken from validated states.
     """
 
     id: UUID

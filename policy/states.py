@@ -26,7 +26,7 @@ def _as_utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     if type(value) is pendulum.DateTime and value.tzinfo is pendulum.UTC:
-        # Already what the conversion below returns; skipping it saves a copy per state.
+        # The conversion below would return an equal copy, so the value is kept.
         return value
     if value.tzinfo is None:
         raise ValueError(f"datetime {value.isoformat()} has no timezone; pass an aware UTC time")
@@ -46,8 +46,8 @@ class StateType(str, enum.Enum):
     PAUSED = "PAUSED"
     CANCELLING = "CANCELLING"
 
-    # Enum hashes a member by its name in Python code; every name equals its value, so
-    # str's C hash returns the same number faster. Rules look types up in sets often.
+    # Enum hashes a member by its name in Python code. Every name equals its value, so
+    # str's C hash returns the same number faster, and rules look types up in sets.
     __hash__ = str.__hash__
 
 
@@ -63,8 +63,8 @@ ALL_STATES: frozenset[StateType | None] = frozenset(set(StateType) | {None})
 class StateDetails(BaseModel):
     """Structured facts carried by a state, read and written by the rules.
 
-    Values are validated when the details are built, and by the state builders below,
-    but not on attribute assignment: the rules assign values taken from validated
+    Values are validated when the details are built and by the state builders below,
+    but not on attribute assignment. The rules assign values taken from validated
     states and runs, and validating each assignment was the engine's largest cost.
     """
 

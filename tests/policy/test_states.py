@@ -61,7 +61,7 @@ def test_builder_validates_new_details():
 
 def test_assignment_is_not_validated():
     # The engine assigns values taken from validated states, so assignments are stored
-    # as given; input is validated where states are built.
+    # as given. Input is validated where states are built.
     state = Running(timestamp=T0)
 
     state.state_details.task_parameters_id = "kept as given"
