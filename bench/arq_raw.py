@@ -50,6 +50,7 @@ TUNED = ArqConfig("tuned", max_jobs=100, poll_delay=0.01)
 class ThroughputRun:
     jobs: int
     seconds: float
+    redis_commands: int = 0  # commands of the workers and the enqueue, the driver's polls left out
 
     @property
     def per_second(self) -> float:
@@ -117,16 +118,22 @@ def read_results(client: redis.Redis, job_ids: list[str]) -> list[dict]:
 
 def wait_for_results(
     client: redis.Redis, group: ProcessGroup, job_ids: list[str], deadline: Deadline
-) -> None:
+) -> int:
+    """Poll until every job has a result; return the Redis commands the polling sent."""
     keys = [result_key_prefix + job_id for job_id in job_ids]
+    commands = 0
 
     def all_done() -> bool:
+        nonlocal commands
         group.check_running()
+        commands += 1
         if client.zcard(default_queue_name):
             return False
+        commands += 1
         return client.exists(*keys) == len(keys)
 
     wait_until(all_done, deadline, interval=0.01)
+    return commands
 
 
 def measure_throughput(redis_url: str, config: ArqConfig, jobs: int) -> ThroughputRun:
@@ -136,13 +143,16 @@ def measure_throughput(redis_url: str, config: ArqConfig, jobs: int) -> Throughp
     with ProcessGroup() as group:
         start_workers(group, redis_url, config)
         job_ids = [uuid.uuid4().hex for _ in range(jobs)]
+        client.config_resetstat()
         started = time.time()
         enqueue_pipelined(client, job_ids)
-        wait_for_results(client, group, job_ids, Deadline(300, f"raw arq {config.label}"))
+        polls = wait_for_results(client, group, job_ids, Deadline(300, f"raw arq {config.label}"))
+        stats = client.info("commandstats")
     records = read_results(client, job_ids)
     client.close()
     last_finish = max(record["ft"] for record in records) / 1000
-    return ThroughputRun(jobs=jobs, seconds=last_finish - started)
+    commands = sum(values["calls"] for name, values in stats.items() if name != "cmdstat_config")
+    return ThroughputRun(jobs=jobs, seconds=last_finish - started, redis_commands=commands - polls)
 
 
 def measure_latency(redis_url: str, config: ArqConfig, runs: int) -> LatencyRun:

@@ -77,7 +77,8 @@ def raw_arq_throughput(context: Context) -> None:
                 + ("es" if config.processes > 1 else ""),
                 run.per_second,
                 "jobs/s",
-                f"N={jobs}, max_jobs {config.max_jobs}, poll_delay {config.poll_delay} s",
+                f"N={jobs}, max_jobs {config.max_jobs}, poll_delay {config.poll_delay} s, "
+                f"{run.redis_commands / jobs:.1f} Redis commands per job",
             )
         )
 
