@@ -1,6 +1,6 @@
 """Run one job: claim the run, follow the orchestration result, execute, report the end.
 
-The executor knows nothing of retries, caching or concurrency limits, because those are
+The executor has no code for retries, caching or concurrency limits, because those are
 rules of the service's policy. It proposes states and acts on each orchestration result:
 
 - ABORT of the claim: another worker has the run, or it moved on; drop the job.
@@ -105,8 +105,8 @@ class RunExecutor:
         execution = self._executions.get(run_id)
         if execution is None or execution.done():
             return
-        # NOTE: cancelling stops an async function at its next await; a sync function runs
-        # on in its thread, and only the worker's wait for it ends.
+        # NOTE: cancelling stops an async function at its next await. A sync function runs
+        # on in its thread until it returns, and only the worker's wait for it ends.
         logger.info("run %s: cancelling on request", run_id)
         self._cancel_requested.add(run_id)
         execution.cancel()

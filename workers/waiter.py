@@ -103,9 +103,9 @@ class RunWaiter:
         """Read the pending runs: all from the result cache, a bounded batch from the service.
 
         The cache is one MGET however many runs wait. The service is asked about at
-        most POLL_BATCH runs per poll, in turn, so a thousand waiting futures do not
-        load it with a thousand reads every interval; a notification that was lost and
-        a cache entry that is gone then cost a few intervals.
+        most POLL_BATCH runs per poll, taking the runs in turn, so a thousand waiting
+        futures do not cost it a thousand reads every interval. The price is paid only
+        when both a notification and the cache entry are lost: a few intervals of delay.
         """
         pending = sorted(watch.pending)
         found = await self._read_cached(pending)

@@ -99,8 +99,8 @@ def test_killed_worker_run_is_recovered_once(stack: Stack) -> None:
 
 @pytest.mark.faults
 def test_loop_blocking_run_keeps_heartbeat(stack: Stack) -> None:
-    # The heartbeat TTL is 6 s here; the run blocks the worker's event loop for 8 s,
-    # and the heartbeat thread must keep the run from being taken for dead.
+    # The heartbeat TTL is 6 s here and the run blocks the worker's event loop for 8 s.
+    # The heartbeat thread must keep beating, so the run is never taken for dead.
     stack.start_worker(["e2e_tasks"])
     future = e2e_tasks.blocks_event_loop.delay(8.0)
     assert future.result(timeout=120) == 8.0
