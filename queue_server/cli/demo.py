@@ -9,10 +9,13 @@ from the cache.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,8 +38,13 @@ AGGREGATE_TAG_LIMIT = 1
 # A full tag limit hands a run back for about this many seconds; the production
 # default is longer than this demo's whole aggregation step.
 DEMO_SLOT_WAIT_SECONDS = "0.5"
+# Workers resend a request after this many seconds without a reply. On a loaded
+# machine the production default of 10 s makes them resend requests the service is
+# still working through, which adds to its backlog.
+DEMO_REQUEST_TIMEOUT_SECONDS = "30"
 RESULT_TIMEOUT_SECONDS = 60.0
 READ_BATCH = 500
+SUBMIT_CHUNK = 100
 PROGRESS_POLL_SECONDS = 0.25
 # A run whose final view is missing from the Redis result cache is read from the
 # service: every SERVICE_READ_SECONDS, at most SERVICE_READ_MAX runs at a time.
@@ -89,10 +97,47 @@ def run_demo(files: str | None, workers: int) -> None:
         stack.spawn("workers", ["worker", "examples.stdlib_stats", "--processes", str(workers)])
         with console.status(f"starting Redis, the service and {workers} worker process(es)"):
             wait_until_ready(stack, workers=workers)
-        client_settings = settings.model_copy(update={"redis_url": redis_url})
-        outcome = analyse(client_settings, demo_input)
+        client_settings = settings.model_copy(
+            update={
+                "redis_url": redis_url,
+                "request_timeout": float(demo_environment_value("TASKGATE_REQUEST_TIMEOUT")),
+            }
+        )
+        with client_log(settings.home_path / "logs" / "demo" / "client.log"):
+            outcome = analyse(client_settings, demo_input)
     print_summary(demo_input, outcome, workers, time.monotonic() - started)
     _remove_markers(faults_folder)
+
+
+def demo_environment_value(name: str) -> str:
+    """Return a setting the demo's processes run with: the environment's, else the demo's."""
+    defaults = {"TASKGATE_REQUEST_TIMEOUT": DEMO_REQUEST_TIMEOUT_SECONDS}
+    return os.environ.get(name, defaults[name])
+
+
+@contextmanager
+def client_log(path: Path) -> Iterator[None]:
+    """Send this process's log records to a file while the progress bars run."""
+    root = logging.getLogger()
+    terminal_handlers = [handler for handler in root.handlers if _is_terminal(handler)]
+    file_handler = logging.FileHandler(path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for handler in terminal_handlers:
+        root.removeHandler(handler)
+    root.addHandler(file_handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(file_handler)
+        file_handler.close()
+        for handler in terminal_handlers:
+            root.addHandler(handler)
+
+
+def _is_terminal(handler: logging.Handler) -> bool:
+    return isinstance(handler, logging.StreamHandler) and not isinstance(
+        handler, logging.FileHandler
+    )
 
 
 def demo_environment(faults_folder: Path) -> dict[str, str]:
@@ -106,6 +151,7 @@ def demo_environment(faults_folder: Path) -> dict[str, str]:
         ),
         # The demo needs no operator API; a free port keeps it clear of a running service.
         "TASKGATE_HTTP_PORT": str(free_loopback_port()),
+        "TASKGATE_REQUEST_TIMEOUT": demo_environment_value("TASKGATE_REQUEST_TIMEOUT"),
     }
 
 
@@ -157,9 +203,7 @@ def _analyse_with(
     client: Any, demo_input: DemoInput, analyse_file: Any, aggregate_stats: Any
 ) -> DemoOutcome:
     processing_started = time.monotonic()
-    futures = analyse_file.map(
-        [str(path) for path in demo_input.paths], demo_input.hashes, client=client
-    )
+    futures = _submit_in_chunks(client, analyse_file, demo_input)
     final = _wait_with_progress(client, futures, "analysing files")
     file_views = [final[future.run_id] for future in futures]
 
@@ -186,6 +230,24 @@ def _analyse_with(
         totals=dict(totals),
         processing_seconds=time.monotonic() - processing_started,
     )
+
+
+def _submit_in_chunks(client: Any, analyse_file: Any, demo_input: DemoInput) -> list[Any]:
+    """Create one run per file, SUBMIT_CHUNK at a time, with a progress bar.
+
+    Each chunk waits for the service's replies before the next is sent, so a busy
+    service never sees a backlog of creates that their senders resend.
+    """
+    paths = [str(path) for path in demo_input.paths]
+    futures: list[Any] = []
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("submitting runs", total=len(paths))
+        for start in range(0, len(paths), SUBMIT_CHUNK):
+            chunk = slice(start, start + SUBMIT_CHUNK)
+            futures += analyse_file.map(paths[chunk], demo_input.hashes[chunk], client=client)
+            progress.update(bar, completed=len(futures))
+    return futures
 
 
 def _wait_with_progress(
