@@ -613,11 +613,15 @@ class TransitionService:
 
         return await self._read(read)
 
-    async def read_decisions(self, run_id: UUID) -> list[DecisionView]:
-        """Return the decisions kept for a run, oldest first, including WAIT and ABORT."""
+    async def read_decisions(self, run_id: UUID, limit: int | None = None) -> list[DecisionView]:
+        """Return the decisions kept for a run, oldest first, including WAIT and ABORT.
+
+        Every stored decision is returned unless `limit` caps it to the newest ones. A run
+        can have more than `decisions_kept` until the pruner removes the expired ones.
+        """
 
         async def read(session: AsyncSession) -> list[DecisionView]:
-            rows = await read_decisions(session, run_id, self.settings.decisions_kept)
+            rows = await read_decisions(session, run_id, limit)
             if not rows and await session.get(TaskRunRow, run_id) is None:
                 if await session.get(FlowRunRow, run_id) is None:
                     raise not_found("run_id", "run", run_id)

@@ -60,14 +60,16 @@ async def first_decision(session: AsyncSession, run_id: UUID) -> DecisionRow | N
     )
 
 
-async def read_decisions(session: AsyncSession, run_id: UUID, limit: int) -> list[DecisionRow]:
-    """Return the run's newest decisions, oldest first."""
-    rows = await session.scalars(
-        select(DecisionRow)
-        .where(DecisionRow.run_id == run_id)
-        .order_by(DecisionRow.id.desc())
-        .limit(limit)
+async def read_decisions(
+    session: AsyncSession, run_id: UUID, limit: int | None = None
+) -> list[DecisionRow]:
+    """Return the run's decisions (only the newest `limit` when given), oldest first."""
+    statement = (
+        select(DecisionRow).where(DecisionRow.run_id == run_id).order_by(DecisionRow.id.desc())
     )
+    if limit is not None:
+        statement = statement.limit(limit)
+    rows = await session.scalars(statement)
     return list(reversed(rows.all()))
 
 

@@ -112,15 +112,16 @@ async def test_prune_keeps_recent_transition_ids(
     await service.apply_batch(
         [claim_request(run_id, created.result["orchestration"]["state"]["id"])]
     )
-    assert len(await service.read_decisions(run_id)) == 1
+    assert len(await service.read_decisions(run_id)) == 3
+    assert len(await service.read_decisions(run_id, limit=1)) == 1
 
     assert await service.prune_decisions() == 0
+    assert len(await service.read_decisions(run_id)) == 3
 
     old = pendulum.now("UTC") - timedelta(seconds=settings.transition_retention + 60)
     async with database.write_session() as session:
         await session.execute(update(DecisionRow).values(created=old))
         await session.commit()
     assert await service.prune_decisions() == 2
-    settings.decisions_kept = 10
     remaining = await service.read_decisions(run_id)
     assert [decision.proposed_type.value for decision in remaining] == ["RUNNING"]
