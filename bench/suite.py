@@ -30,7 +30,7 @@ class Options:
     rate_per_second: float = 200.0
     rate_seconds: float = 5.0
     postgres_admin_url: str | None = "postgresql://postgres@127.0.0.1:5432/postgres"
-    scale_runs: int = 100_000
+    scale_runs: int = 20_000
     profile: bool = False
     sections: list[str] = field(default_factory=list)
     write_page: bool = True
