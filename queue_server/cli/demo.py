@@ -16,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +71,6 @@ class DemoOutcome:
     aggregate_views: list[TaskRunView]
     totals: dict[str, int]
     processing_seconds: float
-    states: Counter[str] = field(default_factory=Counter)
 
 
 def run_demo(files: str | None, workers: int) -> None:
@@ -236,7 +235,7 @@ def _submit_in_chunks(client: Any, analyse_file: Any, demo_input: DemoInput) -> 
     """Create one run per file, SUBMIT_CHUNK at a time, with a progress bar.
 
     Each chunk waits for the service's replies before the next is sent, so a busy
-    service never sees a backlog of creates that their senders resend.
+    service has one chunk of creates in progress and no sender resends them.
     """
     paths = [str(path) for path in demo_input.paths]
     futures: list[Any] = []
