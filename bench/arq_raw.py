@@ -1,10 +1,10 @@
 """Raw arq: no-op jobs through plain arq worker processes, the floor taskgate is built on.
 
 Jobs are written the way `ArqRedis.enqueue_job` writes them (the job key with its
-expiry, then the queue entry), but pipelined, so the enqueue side is never the
-bottleneck. Throughput runs from the first enqueue to the finish time that the last
-job's stored result carries; latency runs use the start and finish times that arq
-records in each result.
+expiry, then the queue entry), but pipelined, so the enqueue side is not the
+bottleneck. Throughput runs from the first enqueue to the finish time stored in
+the last job's result. Latency uses the start and finish times that arq records in
+each result.
 """
 
 from __future__ import annotations

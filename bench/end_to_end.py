@@ -260,11 +260,11 @@ def timed_run(listener: RunningListener, samples: LatencySamples) -> None:
     deadline = time.monotonic() + 1.0
     while str(future.run_id) not in listener.heard_at and time.monotonic() < deadline:
         time.sleep(0.001)
-    heard = listener.heard_at.get(str(future.run_id))
-    if heard is None:
+    running_heard_at = listener.heard_at.get(str(future.run_id))
+    if running_heard_at is None:
         samples.missing_running += 1
     else:
-        samples.to_running_ms.append((heard - called) * 1000)
+        samples.to_running_ms.append((running_heard_at - called) * 1000)
 
 
 def measure_latency(

@@ -176,12 +176,12 @@ class Deadline:
     """A time limit for one benchmark step, so no loop can run on unbounded."""
 
     seconds: float
-    what: str
+    step: str
     started: float = field(default_factory=time.monotonic)
 
     def check(self) -> None:
         if time.monotonic() - self.started > self.seconds:
-            raise BenchmarkError(f"{self.what} did not finish within {self.seconds:.0f} s")
+            raise BenchmarkError(f"{self.step} did not finish within {self.seconds:.0f} s")
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:
