@@ -41,6 +41,14 @@ def hold_first_attempt(log_path: str, label: str, hold_seconds: float) -> dict[s
     return {"label": label, "executions_before": previous}
 
 
+@task(retries=0, tags=[SLOT_TAG])
+def hold_without_retries(log_path: str, label: str, hold_seconds: float) -> str:
+    """Block long enough to be killed; with no retries, a killed run ends Crashed."""
+    record_execution(log_path, label)
+    time.sleep(hold_seconds)
+    return label
+
+
 @task(retries=1)
 async def block_event_loop(log_path: str, label: str, seconds: float) -> str:
     """Block the worker's event loop with a synchronous sleep, as careless async code does."""

@@ -19,6 +19,7 @@ import pytest
 from tests.faults import tasks
 from tests.faults.harness import Stack, executions, wait_until
 from tests.servers import free_port
+from workers import TaskRunCrashed
 
 pytestmark = pytest.mark.faults
 
@@ -83,6 +84,30 @@ def test_killed_worker_run_recovered(stack: Stack, execution_log) -> None:
     ]
     assert len(release) == 1
     assert release[0]["status"] == "ACCEPT"
+
+
+def test_killed_worker_without_retries_crashes(stack: Stack, execution_log) -> None:
+    start_with_slot_limit(stack)
+    task_key = tasks.hold_without_retries.task_key
+    worker = stack.start_worker(concurrency=1, task_keys=[task_key], name="worker-killed")
+    future = tasks.hold_without_retries.apply_async(
+        (str(execution_log), "crashed", 600.0), client=stack.client()
+    )
+    run_id = str(future.run_id)
+    wait_running_with_slot(stack, run_id, execution_log, "crashed")
+
+    worker.kill()
+
+    with pytest.raises(TaskRunCrashed):
+        future.result(timeout=120)
+    assert stack.state_history()[run_id] == [
+        ("SCHEDULED", "Scheduled"),
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
+        ("CRASHED", "Crashed"),
+    ]
+    assert executions(execution_log) == {"crashed": 1}
+    assert stack.slot_holders() == []
 
 
 def test_frozen_worker_proposals_aborted(stack: Stack, execution_log) -> None:
