@@ -129,10 +129,16 @@ class RequestConsumer:
                 )
                 await _sleep_or_stop(stop, RETRY_DELAY_SECONDS)
             except ResponseError as error:
-                if "NOGROUP" not in str(error):
-                    raise
                 self._group_ready = False
-                logger.warning("consumer group missing (Redis restarted?); creating it again")
+                if "NOGROUP" in str(error):
+                    logger.warning("consumer group missing (Redis restarted?); creating it again")
+                    continue
+                # READONLY during a Sentinel failover, OOM under maxmemory: Redis refuses
+                # for a while, and the unacknowledged entries wait for the next pass.
+                logger.warning(
+                    "Redis rejected a command of consumer %s: %s; retrying", self.replica_id, error
+                )
+                await _sleep_or_stop(stop, RETRY_DELAY_SECONDS)
         logger.info("request consumer %s stopped", self.replica_id)
 
     async def serve_once(self) -> int:

@@ -62,14 +62,19 @@ def stack_settings(redis_url: str, database_url: str, key_prefix: str, **overrid
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    settings: Settings, *, start: bool = True, database: Database | None = None
+    settings: Settings,
+    *,
+    start: bool = True,
+    database: Database | None = None,
+    create_group: bool = True,
 ) -> AsyncIterator[Stack]:
     """Migrate the database, build the service and (unless `start` is False) its consumer."""
     await upgrade_database(settings.resolved_database_url())
     database = database or Database(settings.resolved_database_url())
     redis = connect(settings.redis_url)
     keys = Keys(settings.key_prefix)
-    await ensure_group(redis, keys)
+    if create_group:
+        await ensure_group(redis, keys)
     service = TransitionService(database, settings, replica_id="test-replica")
     queues = TaskQueues(redis, keys)
     post_commit = PostCommit(queues, EventPublisher(redis, keys, settings.result_cache_ttl))
