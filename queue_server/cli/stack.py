@@ -127,6 +127,8 @@ class LocalStack:
                 stdout=log_file if self.quiet else None,
                 stderr=log_file if self.quiet else None,
                 env=self.child_environment(),
+                # NOTE: a child in its own session outlives this process if it is
+                # killed with SIGKILL; only SIGINT and SIGTERM stop the stack in order.
                 start_new_session=True,
             )
         child = ChildProcess(name=name, process=process)
