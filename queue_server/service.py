@@ -178,6 +178,11 @@ class TransitionService:
         except RequestError as error:
             await savepoint.rollback()
             transitions.effects = Effects()
+            logger.info(
+                "request %s (op %s, run %s) rejected with %s on %s: %s",
+                request.request_id, request.op, _run_id_of(request),
+                error.code, error.field, error.message,
+            )
             return Reply(request_id=request.request_id, ok=False, error=error.to_info())
         except StorageFault:
             raise
