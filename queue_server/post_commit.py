@@ -27,8 +27,11 @@ class PostCommit:
         """Enqueue the jobs, then cache the results and publish the events.
 
         `effects` has the lists ``jobs`` (JobSpec), ``events`` (StateEvent) and
-        ``results`` (TaskRunView). A Redis error propagates: a job that is lost then is
-        restored by the reconciler, but an event that is lost is not sent again.
+        ``results`` (TaskRunView). A Redis error propagates, and the reconciler later
+        restores a job lost that way.
+
+        NOTE: an event lost to a Redis error after the commit is not sent again, so a
+        listener must fall back to reading the run (futures poll for this reason).
         """
         jobs = list(getattr(effects, "jobs", []) or [])
         events = list(getattr(effects, "events", []) or [])
