@@ -232,6 +232,10 @@ def policy_engine(context: Context) -> None:
 
     runs = 20_000 if context.options.full else 5000
     rate = engine.measure_transitions_per_second(runs)
+    if context.options.profile:
+        lines = engine.profile_lines(1000)
+        print("\n".join(lines), flush=True)
+        context.results.profiles.extend(lines)
     context.results.add(
         Measurement(
             POLICY,
