@@ -112,8 +112,9 @@ class Results:
                 lines.append(f"ratio {ratio.label}: not measured in this run")
                 continue
             value = numerator.value / denominator.value
+            digits = 2 if value >= 0.1 else 3
             line = (
-                f"ratio {ratio.label}: {value:.2f} "
+                f"ratio {ratio.label}: {value:.{digits}f} "
                 f"({numerator.formatted_value()} / {denominator.formatted_value()} "
                 f"{denominator.unit})"
             )
