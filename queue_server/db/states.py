@@ -5,46 +5,65 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.states import State
 from queue_server.db.convert import details_document, is_persisted_result, state_from_row
 from queue_server.db.models import FlowRunStateRow, ResultRow, TaskRunStateRow
 
+RESULTS = ResultRow.__table__
+TASK_RUN_STATES = TaskRunStateRow.__table__
+
+# One statement that numbers the new state after the run's last one, so appending a
+# state needs no separate MAX() query.
+INSERT_TASK_RUN_STATE = TASK_RUN_STATES.insert().values(
+    seq=select(func.coalesce(func.max(TASK_RUN_STATES.c.seq), 0) + 1)
+    .where(TASK_RUN_STATES.c.task_run_id == bindparam("seq_of_run_id"))
+    .scalar_subquery()
+)
+
 
 async def insert_task_run_state(
     session: AsyncSession, run_id: UUID, state: State, now: datetime
-) -> TaskRunStateRow:
+) -> None:
     """Append `state` to the run's history with the next sequence number.
 
-    The caller holds the run's lock, so the next `seq` cannot be taken twice. A
-    persisted result goes to the results table and the state row points at it.
+    The caller holds the run's lock, so the next `seq`, which the insert itself computes,
+    cannot be taken twice. A persisted result goes to the results table and the state
+    row points at it. Both rows are inserted with Core statements, which cost less than
+    ORM objects and a flush.
     """
-    seq = await _next_seq(session, TaskRunStateRow, TaskRunStateRow.task_run_id, run_id)
     data = state.data
     result_id = None
     if is_persisted_result(data):
         result_id = uuid4()
-        session.add(
-            ResultRow(id=result_id, task_run_id=run_id, state_id=state.id, data=data, created=now)
+        await session.execute(
+            RESULTS.insert(),
+            {
+                "id": result_id,
+                "task_run_id": run_id,
+                "state_id": state.id,
+                "data": data,
+                "created": now,
+            },
         )
         data = None
-    row = TaskRunStateRow(
-        id=state.id,
-        task_run_id=run_id,
-        seq=seq,
-        type=state.type.value,
-        name=state.name,
-        timestamp=state.timestamp,
-        message=state.message,
-        data=data,
-        state_details=details_document(state),
-        result_id=result_id,
+    await session.execute(
+        INSERT_TASK_RUN_STATE,
+        {
+            "id": state.id,
+            "task_run_id": run_id,
+            "seq_of_run_id": run_id,
+            "type": state.type.value,
+            "name": state.name,
+            "timestamp": state.timestamp,
+            "message": state.message,
+            "data": data,
+            "state_details": details_document(state),
+            "result_id": result_id,
+        },
     )
-    session.add(row)
-    await session.flush()
-    return row
 
 
 async def insert_flow_run_state(
