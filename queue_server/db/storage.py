@@ -106,11 +106,21 @@ class SqlConcurrencySlots:
 
     `read_limits` locks the limit rows (in tag order, on PostgreSQL) until the batch
     commits, so two replicas cannot both count a free slot and both take it.
+
+    `untagged_run_ids` names runs stored without tags. A slot is taken only for one of
+    the run's own tags, and a run's tags never change, so such a run holds no slot and
+    releasing its slots needs no DELETE.
     """
 
-    def __init__(self, session: AsyncSession, clock: Clock) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        clock: Clock,
+        untagged_run_ids: frozenset[UUID] = frozenset(),
+    ) -> None:
         self.session = session
         self.clock = clock
+        self.untagged_run_ids = untagged_run_ids
 
     @raises_storage_fault
     async def read_limits(self, tags: list[str]) -> list[ConcurrencyLimit]:
@@ -146,6 +156,8 @@ class SqlConcurrencySlots:
 
     @raises_storage_fault
     async def release_slots(self, run_id: UUID, tags: list[str] | None = None) -> None:
+        if run_id in self.untagged_run_ids:
+            return
         statement = delete(SlotHolderRow).where(SlotHolderRow.task_run_id == run_id)
         if tags is not None:
             statement = statement.where(SlotHolderRow.tag.in_(tags))

@@ -154,7 +154,11 @@ class Transitions:
             proposed_state=proposed,
             clock=self.clock,
             cache=SqlCacheStore(self.session, self.clock),
-            slots=SqlConcurrencySlots(self.session, self.clock),
+            slots=SqlConcurrencySlots(
+                self.session,
+                self.clock,
+                untagged_run_ids=frozenset() if row.tags else frozenset((run_id,)),
+            ),
             flow_runs=SqlFlowRunReader(self.session),
             recorder=recorder,
             events=EventCollector(),
