@@ -28,9 +28,20 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
+        offset = value.utcoffset() if value.tzinfo is not None else None
+        if offset is None:
             raise ValueError(f"naive datetime {value.isoformat()} cannot be stored; pass UTC")
-        utc = value.astimezone(UTC)
+        # Bind a plain datetime even for a subclass such as pendulum's DateTime: asyncpg
+        # subtracts its epoch from every timestamp it encodes, and pendulum's subtraction
+        # builds an Interval, which made that encoding a large share of a transition's CPU.
+        utc = (
+            datetime(
+                value.year, value.month, value.day,
+                value.hour, value.minute, value.second, value.microsecond,
+                tzinfo=UTC,
+            )
+            - offset
+        )
         if dialect.name == "sqlite":
             return utc.replace(tzinfo=None)
         return utc
