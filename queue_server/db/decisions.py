@@ -22,6 +22,16 @@ async def find_decision(session: AsyncSession, transition_id: UUID) -> DecisionR
     )
 
 
+async def find_answer(session: AsyncSession, transition_id: UUID) -> dict[str, Any] | None:
+    """Return the reply stored for a transition id, or None if it was never decided.
+
+    It reads the one column a resend needs, which costs less than loading a `DecisionRow`.
+    """
+    return await session.scalar(
+        select(DecisionRow.answer).where(DecisionRow.transition_id == transition_id)
+    )
+
+
 async def insert_decision(
     session: AsyncSession,
     *,

@@ -36,7 +36,7 @@ from queue_server.db.convert import (
     write_flow_run,
     write_task_run,
 )
-from queue_server.db.decisions import find_decision, insert_decision
+from queue_server.db.decisions import find_answer, insert_decision
 from queue_server.db.flow_runs import lock_flow_run
 from queue_server.db.models import TaskRunRow
 from queue_server.db.states import read_flow_run_state, read_task_run_state
@@ -139,9 +139,9 @@ class Transitions:
         if row is None:
             raise not_found("args.run_id", "task run", run_id)
         if transition_id is not None:
-            decided = await find_decision(self.session, transition_id)
-            if decided is not None:
-                return OrchestrationResultView.model_validate(decided.answer)
+            answer = await find_answer(self.session, transition_id)
+            if answer is not None:
+                return OrchestrationResultView.model_validate(answer)
             proposed.state_details.transition_id = transition_id
 
         initial = await read_task_run_state(self.session, row.state_id)
@@ -203,9 +203,9 @@ class Transitions:
         if row is None:
             raise not_found("args.run_id", "flow run", run_id)
         if transition_id is not None:
-            decided = await find_decision(self.session, transition_id)
-            if decided is not None:
-                return OrchestrationResultView.model_validate(decided.answer)
+            answer = await find_answer(self.session, transition_id)
+            if answer is not None:
+                return OrchestrationResultView.model_validate(answer)
             proposed.state_details.transition_id = transition_id
 
         initial = await read_flow_run_state(self.session, row.state_id)
