@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.states import State, StateType
-from queue_server.db.models import TaskRunRow
+from queue_server.db.convert import state_from_row
+from queue_server.db.models import ResultRow, TaskRunRow, TaskRunStateRow
+from queue_server.db.states import read_task_run_state
 from queue_server.db.upsert import insert_if_absent
 from queue_server.protocol import TaskRunView
 
@@ -27,6 +29,37 @@ async def lock_task_run(session: AsyncSession, run_id: UUID) -> TaskRunRow | Non
         .with_for_update()
         .execution_options(populate_existing=True)
     )
+
+
+async def lock_task_run_with_state(
+    session: AsyncSession, run_id: UUID
+) -> tuple[TaskRunRow | None, State | None]:
+    """Load a task run locked as `lock_task_run` does, with its current state, in one query.
+
+    On PostgreSQL, a run that another transaction changed while this one waited for the
+    lock comes back as its newest version, but the joined state is read from the
+    statement's older snapshot and may be missing. The state is then read again, and an
+    empty result falls back to `lock_task_run`, so the answer is always the latest.
+    """
+    found = (
+        await session.execute(
+            select(TaskRunRow, TaskRunStateRow, ResultRow)
+            .outerjoin(TaskRunStateRow, TaskRunStateRow.id == TaskRunRow.state_id)
+            .outerjoin(ResultRow, ResultRow.id == TaskRunStateRow.result_id)
+            .where(TaskRunRow.id == run_id)
+            .with_for_update(of=TaskRunRow)
+            .execution_options(populate_existing=True)
+        )
+    ).first()
+    if found is None:
+        row = await lock_task_run(session, run_id)
+        return row, await read_task_run_state(session, row.state_id) if row else None
+    row, state_row, result_row = found
+    if row.state_id is None:
+        return row, None
+    if state_row is None or state_row.id != row.state_id:
+        return row, await read_task_run_state(session, row.state_id)
+    return row, state_from_row(state_row, result_row)
 
 
 async def insert_task_run(session: AsyncSession, values: dict[str, Any]) -> bool:

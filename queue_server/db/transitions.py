@@ -39,7 +39,7 @@ from queue_server.db.convert import (
 from queue_server.db.decisions import find_answer, insert_decision
 from queue_server.db.flow_runs import lock_flow_run
 from queue_server.db.models import TaskRunRow
-from queue_server.db.states import read_flow_run_state, read_task_run_state
+from queue_server.db.states import read_flow_run_state
 from queue_server.db.storage import (
     EventCollector,
     SqlCacheStore,
@@ -47,7 +47,7 @@ from queue_server.db.storage import (
     SqlFlowRunReader,
     SqlStateRecorder,
 )
-from queue_server.db.task_runs import lock_task_run, task_run_view
+from queue_server.db.task_runs import lock_task_run_with_state, task_run_view
 from queue_server.errors import not_found
 from queue_server.jobs import JobSpec
 from queue_server.protocol import Envelope, OrchestrationResultView, StateEvent, TaskRunView
@@ -135,7 +135,7 @@ class Transitions:
         `clear_claim` drops the run's claim token when the transition is kept, as every
         transition the service or an operator makes itself must.
         """
-        row = await lock_task_run(self.session, run_id)
+        row, initial = await lock_task_run_with_state(self.session, run_id)
         if row is None:
             raise not_found("args.run_id", "task run", run_id)
         if transition_id is not None:
@@ -144,7 +144,6 @@ class Transitions:
                 return OrchestrationResultView.model_validate(answer)
             proposed.state_details.transition_id = transition_id
 
-        initial = await read_task_run_state(self.session, row.state_id)
         run = task_run_from_row(row, initial)
         stored_run_count = row.run_count
         recorder = SqlStateRecorder(self.session, self.clock)
