@@ -16,6 +16,9 @@ async def insert_if_absent(session: AsyncSession, model: type, values: dict[str,
     """
     dialect = session.bind.dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(model).values(**values).on_conflict_do_nothing()
+    # The insert names the model's table rather than the model, so it runs as a Core
+    # statement, without the ORM's bulk-insert handling; the column names are the
+    # attribute names.
+    statement = module.insert(model.__table__).values(**values).on_conflict_do_nothing()
     result = await session.execute(statement)
     return result.rowcount == 1
