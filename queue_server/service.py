@@ -172,6 +172,7 @@ class TransitionService:
 
     async def _apply_request(self, transitions: Transitions, request: Request) -> Reply:
         transitions.effects = Effects()
+        transitions.stored_answers = {}
         savepoint = await transitions.session.begin_nested()
         try:
             result = await self._operations[request.op](transitions, request.args)
@@ -196,7 +197,8 @@ class TransitionService:
             await self._rollback_failed_request(savepoint, transitions, request, error)
             return _internal_error(request)
         await savepoint.commit()
-        return Reply(request_id=request.request_id, ok=True, result=_jsonable(result))
+        result = _jsonable(result, transitions.stored_answers)
+        return Reply(request_id=request.request_id, ok=True, result=result)
 
     async def _rollback_failed_request(
         self, savepoint: Any, transitions: Transitions, request: Request, error: BaseException
@@ -880,13 +882,19 @@ def _internal_error(request: Request) -> Reply:
     )
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(
+    value: Any, stored_answers: dict[int, tuple[BaseModel, dict[str, Any]]] | None = None
+) -> Any:
+    """Convert a result to JSON types, reusing the JSON form of any stored decision."""
     if isinstance(value, BaseModel):
+        stored = stored_answers.get(id(value)) if stored_answers else None
+        if stored is not None and stored[0] is value:
+            return stored[1]
         return value.model_dump(mode="json")
     if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
+        return {key: _jsonable(item, stored_answers) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
+        return [_jsonable(item, stored_answers) for item in value]
     if isinstance(value, UUID):
         return str(value)
     return value

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 import pendulum
@@ -117,6 +118,10 @@ class Transitions:
         self.clock = clock
         self.policy_settings = policy_settings(settings)
         self.effects = Effects()
+        # The JSON form of each result stored as a decision, by the id of its view, so
+        # the reply reuses it instead of serializing the view again. The view is kept
+        # beside it, so its id cannot be reused for another object.
+        self.stored_answers: dict[int, tuple[OrchestrationResultView, dict[str, Any]]] = {}
 
     async def propose_task_state(
         self,
@@ -264,10 +269,12 @@ class Transitions:
         proposed: State,
         run_kind: str = "task_run",
     ) -> None:
+        answer = view.model_dump(mode="json")
+        self.stored_answers[id(view)] = (view, answer)
         await insert_decision(
             self.session,
             view=view,
-            answer=view.model_dump(mode="json"),
+            answer=answer,
             transition_id=transition_id,
             actor=actor,
             proposed_type=proposed.type.value,
