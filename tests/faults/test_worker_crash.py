@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.faults import tasks
-from tests.faults.harness import Stack, executions, wait_until
+from tests.faults.harness import ManagedProcess, Stack, executions, wait_until
 from tests.servers import free_port
 from workers import TaskRunCrashed
 
@@ -35,16 +35,17 @@ RETRY_HISTORY = [
 ]
 
 
-def start_with_slot_limit(stack: Stack) -> None:
+def start_with_slot_limit(stack: Stack) -> ManagedProcess:
     """Start the service with its HTTP API and limit the crash tests' tag to one slot."""
     port = free_port()
-    stack.start_service(http_port=port)
+    service = stack.start_service(http_port=port)
     answer = httpx.post(
         f"http://127.0.0.1:{port}/concurrency-limits",
         json={"tag": tasks.SLOT_TAG, "limit": 1},
         timeout=30,
     )
     assert answer.status_code == 200, answer.text
+    return service
 
 
 def wait_running_with_slot(stack: Stack, run_id: str, log_path, label: str) -> None:
@@ -174,3 +175,35 @@ def test_blocked_event_loop_not_reaped(stack: Stack, execution_log) -> None:
     ]
     assert worker_id in stack.live_workers()
     assert "expired" not in stack.group.started[0].log_text()
+
+
+def test_cancel_survives_service_restart(stack: Stack, execution_log) -> None:
+    """A running run cancelled just before the service dies still ends Cancelled."""
+    port = free_port()
+    service = stack.start_service(http_port=port)
+    limit = httpx.post(
+        f"http://127.0.0.1:{port}/concurrency-limits",
+        json={"tag": tasks.SLOT_TAG, "limit": 1},
+        timeout=30,
+    )
+    assert limit.status_code == 200, limit.text
+    stack.start_worker(concurrency=1, task_keys=[HOLD_TASK_KEY], name="worker")
+    future = tasks.hold_first_attempt.apply_async(
+        (str(execution_log), "cancelled", 30.0), client=stack.client()
+    )
+    run_id = str(future.run_id)
+    wait_running_with_slot(stack, run_id, execution_log, "cancelled")
+
+    answer = httpx.post(f"http://127.0.0.1:{port}/runs/{run_id}/cancel", timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "ACCEPT"
+    assert answer.json()["state"]["type"] == "CANCELLING"
+    service.kill()
+    stack.start_service(http_port=free_port())
+
+    final = stack.wait_all_final(1, seconds=120)
+    assert final[run_id][0] == "CANCELLED"
+    history = [kind for kind, _ in stack.state_history()[run_id]]
+    assert history == ["SCHEDULED", "PENDING", "RUNNING", "CANCELLING", "CANCELLED"]
+    assert executions(execution_log) == {"cancelled": 1}
+    assert stack.slot_holders() == []
