@@ -6,13 +6,20 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from queue_server.db.models import DecisionRow
 from queue_server.protocol import OrchestrationResultView
 
 DECISIONS = DecisionRow.__table__
+
+# Statements of the hot path are built once, with bind parameters, so SQLAlchemy
+# neither rebuilds them nor recomputes their compiled-cache key on each execution.
+INSERT_DECISION = DECISIONS.insert()
+FIND_ANSWER = select(DecisionRow.answer).where(
+    DecisionRow.transition_id == bindparam("transition_id")
+)
 
 
 async def find_decision(session: AsyncSession, transition_id: UUID) -> DecisionRow | None:
@@ -27,9 +34,7 @@ async def find_answer(session: AsyncSession, transition_id: UUID) -> dict[str, A
 
     It reads the one column a resend needs, which costs less than loading a `DecisionRow`.
     """
-    return await session.scalar(
-        select(DecisionRow.answer).where(DecisionRow.transition_id == transition_id)
-    )
+    return await session.scalar(FIND_ANSWER, {"transition_id": transition_id})
 
 
 async def insert_decision(
@@ -50,7 +55,7 @@ async def insert_decision(
     ORM object and flushing the session.
     """
     await session.execute(
-        DECISIONS.insert(),
+        INSERT_DECISION,
         {
             "run_id": view.run_id,
             "run_kind": run_kind,

@@ -15,6 +15,8 @@ from queue_server.db.models import FlowRunStateRow, ResultRow, TaskRunStateRow
 RESULTS = ResultRow.__table__
 TASK_RUN_STATES = TaskRunStateRow.__table__
 
+INSERT_RESULT = RESULTS.insert()
+
 # One statement that numbers the new state after the run's last one, so appending a
 # state needs no separate MAX() query.
 INSERT_TASK_RUN_STATE = TASK_RUN_STATES.insert().values(
@@ -39,7 +41,7 @@ async def insert_task_run_state(
     if is_persisted_result(data):
         result_id = uuid4()
         await session.execute(
-            RESULTS.insert(),
+            INSERT_RESULT,
             {
                 "id": result_id,
                 "task_run_id": run_id,

@@ -6,7 +6,7 @@ from collections import defaultdict
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from policy.states import State, StateType
@@ -23,12 +23,27 @@ async def lock_task_run(session: AsyncSession, run_id: UUID) -> TaskRunRow | Non
     PostgreSQL takes the row lock (`FOR UPDATE`) and returns the latest committed row;
     on SQLite the batch already holds the database write lock.
     """
-    return await session.scalar(
-        select(TaskRunRow)
-        .where(TaskRunRow.id == run_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    return await session.scalar(LOCK_TASK_RUN, {"run_id": run_id})
+
+
+# Statements of the hot path are built once, with bind parameters, so SQLAlchemy
+# neither rebuilds them nor recomputes their compiled-cache key on each execution.
+LOCK_TASK_RUN = (
+    select(TaskRunRow)
+    .where(TaskRunRow.id == bindparam("run_id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+
+
+LOCK_TASK_RUN_WITH_STATE = (
+    select(TaskRunRow, TaskRunStateRow, ResultRow)
+    .outerjoin(TaskRunStateRow, TaskRunStateRow.id == TaskRunRow.state_id)
+    .outerjoin(ResultRow, ResultRow.id == TaskRunStateRow.result_id)
+    .where(TaskRunRow.id == bindparam("run_id"))
+    .with_for_update(of=TaskRunRow)
+    .execution_options(populate_existing=True)
+)
 
 
 async def lock_task_run_with_state(
@@ -41,16 +56,7 @@ async def lock_task_run_with_state(
     statement's older snapshot and may be missing. The state is then read again, and an
     empty result falls back to `lock_task_run`, so the answer is always the latest.
     """
-    found = (
-        await session.execute(
-            select(TaskRunRow, TaskRunStateRow, ResultRow)
-            .outerjoin(TaskRunStateRow, TaskRunStateRow.id == TaskRunRow.state_id)
-            .outerjoin(ResultRow, ResultRow.id == TaskRunStateRow.result_id)
-            .where(TaskRunRow.id == run_id)
-            .with_for_update(of=TaskRunRow)
-            .execution_options(populate_existing=True)
-        )
-    ).first()
+    found = (await session.execute(LOCK_TASK_RUN_WITH_STATE, {"run_id": run_id})).first()
     if found is None:
         row = await lock_task_run(session, run_id)
         return row, await read_task_run_state(session, row.state_id) if row else None
@@ -69,13 +75,16 @@ async def insert_task_run(session: AsyncSession, values: dict[str, Any]) -> bool
 
 async def count_queued(session: AsyncSession, task_key: str) -> int:
     """Count the Scheduled background runs of one task key."""
-    return await session.scalar(
-        select(func.count())
-        .select_from(TaskRunRow)
-        .where(TaskRunRow.task_key == task_key)
-        .where(TaskRunRow.is_background.is_(True))
-        .where(TaskRunRow.state_type == StateType.SCHEDULED.value)
-    ) or 0
+    return await session.scalar(COUNT_QUEUED, {"task_key": task_key}) or 0
+
+
+COUNT_QUEUED = (
+    select(func.count())
+    .select_from(TaskRunRow)
+    .where(TaskRunRow.task_key == bindparam("task_key"))
+    .where(TaskRunRow.is_background.is_(True))
+    .where(TaskRunRow.state_type == StateType.SCHEDULED.value)
+)
 
 
 async def queue_counts(session: AsyncSession) -> dict[str, int]:

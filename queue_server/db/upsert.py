@@ -6,6 +6,10 @@ from typing import Any
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
+
+# One INSERT ... ON CONFLICT DO NOTHING per (dialect name, model), built on first use.
+_statements: dict[tuple[str, type], Insert] = {}
 
 
 async def insert_if_absent(session: AsyncSession, model: type, values: dict[str, Any]) -> bool:
@@ -15,10 +19,14 @@ async def insert_if_absent(session: AsyncSession, model: type, values: dict[str,
     and then does nothing, so two replicas creating one run never both succeed.
     """
     dialect = session.bind.dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    # The insert names the model's table rather than the model, so it runs as a Core
-    # statement, without the ORM's bulk-insert handling; the column names are the
-    # attribute names.
-    statement = module.insert(model.__table__).values(**values).on_conflict_do_nothing()
-    result = await session.execute(statement)
+    statement = _statements.get((dialect, model))
+    if statement is None:
+        module = postgresql if dialect == "postgresql" else sqlite
+        # The insert names the model's table rather than the model, so it runs as a
+        # Core statement, without the ORM's bulk-insert handling; the column names are
+        # the attribute names. The values are bound at execution, so one statement
+        # serves every insert.
+        statement = module.insert(model.__table__).on_conflict_do_nothing()
+        _statements[(dialect, model)] = statement
+    result = await session.execute(statement, values)
     return result.rowcount == 1
