@@ -173,11 +173,13 @@ class TransitionService:
     async def _apply_request(self, transitions: Transitions, request: Request) -> Reply:
         transitions.effects = Effects()
         transitions.stored_answers = {}
+        transitions.written_rows = []
         savepoint = await transitions.session.begin_nested()
         try:
             result = await self._operations[request.op](transitions, request.args)
         except RequestError as error:
             await savepoint.rollback()
+            transitions.expire_written_rows()
             transitions.effects = Effects()
             logger.info(
                 "request %s (op %s, run %s) rejected with %s on %s: %s",
@@ -209,6 +211,7 @@ class TransitionService:
             exc_info=error,
         )
         await savepoint.rollback()
+        transitions.expire_written_rows()
         transitions.effects = Effects()
 
     # -- request operations ----------------------------------------------------------

@@ -97,6 +97,18 @@ def _write_snapshot(row: RunSnapshotColumns, run: TaskRun | FlowRun) -> None:
     row.state_type = run.state_type.value if run.state_type else None
 
 
+def task_run_column_values(run: TaskRun) -> dict[str, Any]:
+    """Return the column values `write_task_run` would copy from `run`, by column name."""
+    values = {name: getattr(run, name) for name in SNAPSHOT_FIELDS}
+    values["tags"] = list(run.tags)
+    values["state_type"] = run.state_type.value if run.state_type else None
+    values["empirical_policy"] = run.empirical_policy.model_dump(mode="json")
+    values["flow_run_run_count"] = run.flow_run_run_count
+    values["claim_token"] = run.claim_token
+    values["worker_id"] = run.worker_id
+    return values
+
+
 def write_task_run(row: TaskRunRow, run: TaskRun) -> None:
     """Copy the fields the policy may have changed from `run` onto its row."""
     _write_snapshot(row, run)

@@ -17,7 +17,9 @@ from typing import Any
 from uuid import UUID
 
 import pendulum
+from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from policy.context import (
     Actor,
@@ -33,9 +35,9 @@ from policy.runs import FlowRun, TaskRun
 from policy.states import State
 from queue_server.db.convert import (
     flow_run_from_row,
+    task_run_column_values,
     task_run_from_row,
     write_flow_run,
-    write_task_run,
 )
 from queue_server.db.decisions import find_answer, insert_decision
 from queue_server.db.flow_runs import lock_flow_run
@@ -55,6 +57,9 @@ from queue_server.protocol import Envelope, OrchestrationResultView, StateEvent,
 from queue_server.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+TASK_RUNS = TaskRunRow.__table__
+UPDATE_TASK_RUN = TASK_RUNS.update().where(TASK_RUNS.c.id == bindparam("updated_run_id"))
 
 
 class ServiceClock:
@@ -122,6 +127,16 @@ class Transitions:
         # the reply reuses it instead of serializing the view again. The view is kept
         # beside it, so its id cannot be reused for another object.
         self.stored_answers: dict[int, tuple[OrchestrationResultView, dict[str, Any]]] = {}
+        # Rows whose new snapshot `_write_back` stored as committed values. The session
+        # does not know they changed, so the code that rolls back a savepoint around
+        # them must expire them (`expire_written_rows`), as the session would have.
+        self.written_rows: list[TaskRunRow] = []
+
+    def expire_written_rows(self, since: int = 0) -> None:
+        """Expire the rows written back after the first `since`; their savepoint rolled back."""
+        for row in self.written_rows[since:]:
+            self.session.expire(row)
+        del self.written_rows[since:]
 
     async def propose_task_state(
         self,
@@ -171,11 +186,13 @@ class Transitions:
         )
         policy = select_task_policy(run, force=force, variant=self.settings.policy_variant)
 
+        written_before = len(self.written_rows)
         savepoint = await self.session.begin_nested()
         result = await orchestrate(context, policy)
         view = result_view(context.run, result)
         if result.status is SetStateStatus.ABORT or context.orchestration_error is not None:
             await savepoint.rollback()
+            self.expire_written_rows(written_before)
             view.run_count = stored_run_count
             if context.orchestration_error is not None:
                 logger.warning(
@@ -186,7 +203,7 @@ class Transitions:
             return view
 
         written = recorder.written_state(run_id)
-        self._write_back(row, context.run, written, worker_id, clear_claim)
+        await self._write_back(row, context.run, written, worker_id, clear_claim)
         await self._store_decision(view, transition_id, actor, proposed)
         await savepoint.commit()
 
@@ -227,11 +244,13 @@ class Transitions:
             actor=actor,
         )
 
+        written_before = len(self.written_rows)
         savepoint = await self.session.begin_nested()
         result = await orchestrate(context, select_flow_policy(force=force))
         view = result_view(context.run, result)
         if result.status is SetStateStatus.ABORT or context.orchestration_error is not None:
             await savepoint.rollback()
+            self.expire_written_rows(written_before)
             await self._store_decision(view, transition_id, actor, proposed, run_kind="flow_run")
             return view
 
@@ -243,7 +262,7 @@ class Transitions:
             self.effects.events.append(_event(written_run, state))
         return view
 
-    def _write_back(
+    async def _write_back(
         self,
         row: TaskRunRow,
         run: TaskRun,
@@ -251,15 +270,27 @@ class Transitions:
         worker_id: str | None,
         clear_claim: bool,
     ) -> None:
-        write_task_run(row, run)
-        row.updated = self.clock.now()
+        """Write the run's new snapshot to its row with one Core UPDATE.
+
+        The loaded row gets the same values as committed ones, so the session has
+        nothing to flush for it: the UPDATE costs less than the unit of work would.
+        """
+        values = task_run_column_values(run)
+        values["updated"] = self.clock.now()
         if written is not None:
-            row.cache_key = written.state_details.cache_key if written.is_running() else None
+            values["cache_key"] = (
+                written.state_details.cache_key if written.is_running() else None
+            )
             is_claim = written.is_pending() and written.state_details.claim_token is not None
             if is_claim and worker_id is not None:
-                row.worker_id = worker_id
+                values["worker_id"] = worker_id
         if clear_claim:
-            row.claim_token = None
+            values["claim_token"] = None
+
+        await self.session.execute(UPDATE_TASK_RUN, {**values, "updated_run_id": row.id})
+        for name, value in values.items():
+            set_committed_value(row, name, value)
+        self.written_rows.append(row)
 
     async def _store_decision(
         self,
