@@ -108,8 +108,8 @@ class SqlConcurrencySlots:
     commits, so two replicas cannot both count a free slot and both take it.
 
     `untagged_run_ids` names runs stored without tags. A slot is taken only for one of
-    the run's own tags, and a run's tags never change, so such a run holds no slot and
-    releasing its slots needs no DELETE.
+    the run's own tags, and a run's tags never change, so such a run never has a slot
+    and releasing its slots needs no DELETE.
     """
 
     def __init__(

@@ -54,7 +54,8 @@ async def lock_task_run_with_state(
     On PostgreSQL, a run that another transaction changed while this one waited for the
     lock comes back as its newest version, but the joined state is read from the
     statement's older snapshot and may be missing. The state is then read again, and an
-    empty result falls back to `lock_task_run`, so the answer is always the latest.
+    empty result falls back to `lock_task_run`, so the row and state returned are always
+    the latest.
     """
     found = (await session.execute(LOCK_TASK_RUN_WITH_STATE, {"run_id": run_id})).first()
     if found is None:

@@ -23,7 +23,7 @@ async def insert_if_absent(session: AsyncSession, model: type, values: dict[str,
     if statement is None:
         module = postgresql if dialect == "postgresql" else sqlite
         # The insert names the model's table rather than the model, so it runs as a
-        # Core statement, without the ORM's bulk-insert handling; the column names are
+        # Core statement, without the ORM's bulk-insert handling. The column names are
         # the attribute names. The values are bound at execution, so one statement
         # serves every insert.
         statement = module.insert(model.__table__).on_conflict_do_nothing()
