@@ -34,10 +34,13 @@ class EventPublisher:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for view in results:
+                # The value of an unpersisted result lives only in this key, written by
+                # the worker; NX keeps the service's view without it from replacing it.
                 pipe.set(
                     self.keys.result(view.id),
                     view.model_dump_json(),
                     ex=self.result_cache_ttl,
+                    nx=_is_unpersisted(view),
                 )
             for event in events:
                 pipe.publish(self.keys.events, event.model_dump_json())
@@ -50,3 +53,8 @@ class EventPublisher:
         if raw is None:
             return None
         return TaskRunView.model_validate_json(raw)
+
+
+def _is_unpersisted(view: TaskRunView) -> bool:
+    data = view.state.data if view.state is not None else None
+    return isinstance(data, dict) and data.get("type") == "unpersisted"

@@ -8,7 +8,7 @@ from uuid import uuid4
 import pytest
 
 from policy.runs import TaskRunPolicy
-from policy.states import StateType
+from policy.states import Completed, StateType
 from queue_server.events import EventPublisher
 from queue_server.keys import Keys
 from queue_server.protocol import StateEvent, TaskRunView
@@ -54,3 +54,47 @@ async def test_publish_caches_results_and_sends_events(clean_redis, key_prefix):
     assert 0 < ttl <= 120
     assert cached == view
     assert missing is None
+
+
+def _completed_view(run_id, data) -> TaskRunView:
+    return TaskRunView(
+        id=run_id, name="add", task_key="tests.add", tags=[], is_background=True,
+        empirical_policy=TaskRunPolicy(), run_count=1, state=Completed(data=data),
+    )
+
+
+async def test_unpersisted_value_survives_service_cache_write(clean_redis, key_prefix):
+    redis = connect(clean_redis)
+    keys = Keys(key_prefix)
+    publisher = EventPublisher(redis, keys, result_cache_ttl=120)
+    run_id = uuid4()
+    # The worker caches the value of an unpersisted result itself, and its write can
+    # land before the service's view of the same run, which carries only the marker.
+    value = {"type": "result", "serializer": "json", "value": 42}
+    with_value = _completed_view(run_id, value)
+    try:
+        await redis.set(keys.result(run_id), with_value.model_dump_json(), ex=120)
+        await publisher.publish([], [_completed_view(run_id, {"type": "unpersisted"})])
+        cached = await publisher.cached_result(run_id)
+    finally:
+        await redis.aclose()
+
+    assert cached is not None
+    assert cached.state.data == value
+
+
+async def test_persisted_view_replaces_cached_view(clean_redis, key_prefix):
+    redis = connect(clean_redis)
+    keys = Keys(key_prefix)
+    publisher = EventPublisher(redis, keys, result_cache_ttl=120)
+    run_id = uuid4()
+    result = {"type": "result", "serializer": "json", "value": 7}
+    try:
+        await redis.set(keys.result(run_id), b"stale", ex=120)
+        await publisher.publish([], [_completed_view(run_id, result)])
+        cached = await publisher.cached_result(run_id)
+    finally:
+        await redis.aclose()
+
+    assert cached is not None
+    assert cached.state.data == result
