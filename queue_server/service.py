@@ -501,12 +501,14 @@ class TransitionService:
         if row is None or row.worker_id != worker_id or row.state_type not in HELD_TYPES:
             return None
         proposed = self._release_target(row, worker_id)
+        # The transition updates `row` in place, so keep the state the run was held in.
+        held_in = row.state_type
         answer = await transitions.propose_task_state(
             run_id, proposed, actor="service", clear_claim=True
         )
         logger.info(
             "released run %s of worker %s from %s: %s to %s",
-            run_id, worker_id, row.state_type, answer.status,
+            run_id, worker_id, held_in, answer.status,
             answer.state.name if answer.state else None,
         )
         return answer

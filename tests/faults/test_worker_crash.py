@@ -59,8 +59,9 @@ def wait_running_with_slot(stack: Stack, run_id: str, log_path, label: str) -> N
 
 
 def test_killed_worker_run_recovered(stack: Stack, execution_log) -> None:
-    start_with_slot_limit(stack)
+    service = start_with_slot_limit(stack)
     first = stack.start_worker(concurrency=1, task_keys=[HOLD_TASK_KEY], name="worker-killed")
+    killed_id = stack.worker_id_of(first.pid)
     client = stack.client()
     future = tasks.hold_first_attempt.apply_async(
         (str(execution_log), "killed", 600.0), client=client
@@ -85,6 +86,10 @@ def test_killed_worker_run_recovered(stack: Stack, execution_log) -> None:
     ]
     assert len(release) == 1
     assert release[0]["status"] == "ACCEPT"
+    expected_line = (
+        f"released run {run_id} of worker {killed_id} from RUNNING: ACCEPT to AwaitingRetry"
+    )
+    assert expected_line in service.log_text()
 
 
 def test_killed_worker_without_retries_crashes(stack: Stack, execution_log) -> None:
