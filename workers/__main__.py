@@ -6,6 +6,9 @@ import argparse
 import logging
 import sys
 
+from redis.exceptions import RedisError
+
+from queue_server.redis_conn import mask_url
 from queue_server.settings import Settings
 from workers.runtime import run_worker
 from workers.supervisor import run_supervisor
@@ -58,6 +61,16 @@ def main(argv: list[str] | None = None) -> int:
             )
     except (ImportError, ValueError) as error:
         logging.getLogger("workers").error("%s", error)
+        return 2
+    except RedisError as error:
+        # Raised when Redis refuses the connection at startup (a wrong password, say);
+        # later outages are retried inside the runtime.
+        where = mask_url(settings.redis_url) if settings.redis_url else "the embedded Redis"
+        logging.getLogger("workers").error(
+            "cannot connect to Redis at %s: %s; check TASKGATE_REDIS_URL",
+            where,
+            str(error).rstrip("."),
+        )
         return 2
     return 0
 
