@@ -26,7 +26,7 @@ class TaskRunPolicy(BaseModel):
     retries: int | None = Field(default=None, ge=0)
     retry_delay: float | list[float] | None = None
     retry_jitter_factor: float | None = Field(default=None, ge=0)
-    # taskgate's cache isolation: while one run holds a cache key in Running, another
+    # taskgate's cache isolation: while one run is Running with a cache key, another
     # run proposing Running with the same key is handed back until the first ends.
     cache_isolation: bool = False
 

@@ -1,9 +1,9 @@
 """Run states: the nine state types, state details and the named states.
 
-A state is immutable in spirit: rules that want to change a proposal go through the
-rule engine's helpers (`reject_transition`, `rename_state`, ...), except for the state
-details, which rules are allowed to fill in place (copying a scheduled time forward,
-say). Every timestamp is a timezone-aware UTC datetime.
+Rules treat a state as immutable and change a proposal only through the rule engine's
+helpers (`reject_transition`, `rename_state`, ...). The state details are the
+exception: rules may fill them in place, for example to copy a scheduled time
+forward. Every timestamp is a timezone-aware UTC datetime.
 """
 
 from __future__ import annotations
@@ -87,8 +87,8 @@ class StateDetails(BaseModel):
     traceparent: str | None = None
     deployment_concurrency_lease_id: UUID | None = None
     # taskgate's claim protocol: a worker claims a run by proposing Pending with the id
-    # of the Scheduled state its job was enqueued for; the accepted claim is stamped
-    # with a claim token that every later proposal of that worker carries.
+    # of the Scheduled state its job was enqueued for. The accepted claim gets a claim
+    # token, and every later proposal of that worker carries it.
     claim_token: UUID | None = None
     claimed_state_id: UUID | None = None
     claimed_state_name: str | None = None
@@ -276,5 +276,5 @@ def Suspended(
 def NotReady(
     pause_timeout: datetime | None = None, reschedule: bool = False, **fields: Any
 ) -> State:  # noqa: N802
-    """Build the Paused state named NotReady that tells a task its flow run is paused."""
+    """Build the Paused state named NotReady, returned to a task whose flow run is paused."""
     return Paused(pause_timeout, reschedule=reschedule, name="NotReady", **fields)

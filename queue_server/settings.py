@@ -32,7 +32,9 @@ class Settings(BaseSettings):
     key_prefix: str = Field(default="taskgate", description="Prefix of every Redis key.")
 
     request_timeout: float = Field(
-        default=10.0, gt=0, description="Seconds a sender waits for a reply before resending."
+        default=10.0,
+        gt=0,
+        description="Seconds a sender waits for a reply before it checks whether to resend.",
     )
     batch_size: int = Field(default=100, ge=1, description="Requests applied per transaction.")
     claim_idle: float = Field(

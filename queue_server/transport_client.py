@@ -224,18 +224,19 @@ class ServiceClient:
                 wait = self.request_timeout
                 continue
             logger.warning(
-                "no reply to request %s after %.1f s and no replica holds it; sending it again",
+                "no reply to request %s after %.1f s and no replica has it pending; "
+                "sending it again",
                 request_id, wait,
             )
             entry_id = (await self._send([body]))[0]
             wait = self.request_timeout if entry_id is not None else RECONNECT_DELAY_SECONDS
 
     async def _still_in_service(self, entry_id: bytes) -> bool:
-        """Tell whether the service can still answer the stream entry without a resend.
+        """Tell whether the service can still reply to the stream entry without a resend.
 
         An entry that the consumer group has not read yet and that is still in the
-        stream is waiting its turn; an entry in the group's pending list is held by a
-        replica, which answers it, or is taken over from a dead replica after
+        stream is waiting its turn. An entry in the group's pending list belongs to a
+        replica, which replies to it, or is taken over from a dead replica after
         ``claim_idle``. A resend in those cases would only add work to a busy service.
         Any other entry (acknowledged without a reply reaching us, trimmed, or lost with
         a restarted Redis) is sent again.

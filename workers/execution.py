@@ -321,8 +321,8 @@ class RunExecutor:
         """Keep an unpersisted value in the Redis result cache, the only place it lives."""
         view = await self.service.request("read_run", {"run_id": str(job.run_id)})
         view["state"]["data"] = data
-        # The service caches its own final view too, without the value; it writes with NX
-        # for unpersisted results, so whichever write lands first, the value stays.
+        # The service caches its own final view too, without the value. It writes that
+        # view with NX for unpersisted results, so the value stays whichever lands first.
         await self.service.redis.set(
             self.keys.result(job.run_id), _dumps(view), ex=self.result_cache_ttl
         )
