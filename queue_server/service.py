@@ -32,6 +32,7 @@ from queue_server.db.decisions import (
     prune_decisions,
     read_decisions,
 )
+from queue_server.db.deferred_storage import NeedsDirectWrites
 from queue_server.db.engine import Database
 from queue_server.db.faults import storage_fault_from
 from queue_server.db.flow_runs import insert_flow_run, lock_flow_run
@@ -80,6 +81,15 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 ArgsModel = TypeVar("ArgsModel", bound=BaseModel)
+
+
+class DeferredBatchFailed(Exception):
+    """A statement failed on the deferred path, where no savepoint isolates the request."""
+
+
+# Requests that may run on the deferred path, and the fields naming their transitions.
+DEFERRABLE_OPS = frozenset({"create_task_run", "claim_and_start", "propose_state"})
+TRANSITION_ID_FIELDS = ("transition_id", "claim_transition_id", "start_transition_id")
 
 
 @dataclass
@@ -150,29 +160,98 @@ class TransitionService:
     # -- batches ---------------------------------------------------------------------
 
     async def apply_batch(self, requests: list[Request]) -> BatchOutcome:
-        """Apply a batch of requests in one transaction; see the class docstring."""
+        """Apply a batch of requests in one transaction; see the class docstring.
+
+        The batch first runs on the deferred path, where its plain transitions write
+        their rows in one flush at the end. A database error there, which no request
+        can be blamed for, sends the whole batch again down the direct path, where each
+        request has its own savepoint.
+        """
+        try:
+            return await self._apply_batch_once(requests, deferred=True)
+        except DeferredBatchFailed as failure:
+            logger.warning(
+                "batch of %d requests failed on the deferred path (%s); applying it again "
+                "with a savepoint per request", len(requests), failure,
+            )
+            return await self._apply_batch_once(requests, deferred=False)
+
+    async def _apply_batch_once(self, requests: list[Request], *, deferred: bool) -> BatchOutcome:
         outcome = BatchOutcome()
         replies: list[Reply | None] = [None] * len(requests)
         order = sorted(range(len(requests)), key=lambda index: _lock_order(requests[index]))
         try:
             async with self.database.write_session() as session:
                 transitions = Transitions(session, self.settings, self.clock)
+                if deferred:
+                    await transitions.look_up_batch(*_batch_ids(requests))
                 for index in order:
-                    replies[index] = await self._apply_request(transitions, requests[index])
+                    replies[index] = await self._apply_request(
+                        transitions, requests[index], deferred=deferred
+                    )
                     outcome.effects.extend(transitions.effects)
+                await transitions.flush_pending()
                 await session.commit()
-        except StorageFault:
+        except (StorageFault, DeferredBatchFailed):
             raise
         except (SQLAlchemyError, OSError) as error:
-            raise _as_fault(error) from error
+            fault = _as_fault(error)
+            if deferred and fault is error:
+                raise DeferredBatchFailed(f"{type(error).__name__}: {error}") from error
+            raise fault from error
         outcome.replies = [
             (request.client_id, reply) for request, reply in zip(requests, replies, strict=True)
         ]
         return outcome
 
-    async def _apply_request(self, transitions: Transitions, request: Request) -> Reply:
+    async def _apply_request(
+        self, transitions: Transitions, request: Request, *, deferred: bool = False
+    ) -> Reply:
         transitions.effects = Effects()
         transitions.stored_answers = {}
+        if deferred and request.op in DEFERRABLE_OPS:
+            reply = await self._apply_deferred(transitions, request)
+            if reply is not None:
+                return reply
+        return await self._apply_direct(transitions, request)
+
+    async def _apply_deferred(self, transitions: Transitions, request: Request) -> Reply | None:
+        """Apply a request with its writes left pending; None means "use the direct path"."""
+        memory = transitions.memory
+        memory.begin_request()
+        transitions.deferred = True
+        try:
+            result = await self._operations[request.op](transitions, request.args)
+        except NeedsDirectWrites as reason:
+            memory.undo()
+            transitions.effects = Effects()
+            logger.debug("request %s takes the direct path: %s", request.request_id, reason)
+            return None
+        except RequestError as error:
+            memory.undo()
+            transitions.effects = Effects()
+            _log_rejected(request, error)
+            return Reply(request_id=request.request_id, ok=False, error=error.to_info())
+        except (StorageFault, SQLAlchemyError, OSError):
+            # A statement failed with no savepoint around it; `apply_batch` decides.
+            raise
+        except Exception as error:  # noqa: BLE001 - one bad request must not fail the batch
+            memory.undo()
+            transitions.effects = Effects()
+            _log_failed(request, error)
+            return _internal_error(request)
+        finally:
+            transitions.deferred = False
+        return Reply(
+            request_id=request.request_id,
+            ok=True,
+            result=_jsonable(result, transitions.stored_answers),
+        )
+
+    async def _apply_direct(self, transitions: Transitions, request: Request) -> Reply:
+        await transitions.flush_pending()
+        memory = transitions.memory
+        memory.begin_request()
         transitions.written_rows = []
         savepoint = await transitions.session.begin_nested()
         try:
@@ -180,12 +259,9 @@ class TransitionService:
         except RequestError as error:
             await savepoint.rollback()
             transitions.expire_written_rows()
+            memory.undo()
             transitions.effects = Effects()
-            logger.info(
-                "request %s (op %s, run %s) rejected with %s on %s: %s",
-                request.request_id, request.op, _run_id_of(request),
-                error.code, error.field, error.message,
-            )
+            _log_rejected(request, error)
             return Reply(request_id=request.request_id, ok=False, error=error.to_info())
         except StorageFault:
             raise
@@ -198,6 +274,9 @@ class TransitionService:
         except Exception as error:  # noqa: BLE001 - one bad request must not fail the batch
             await self._rollback_failed_request(savepoint, transitions, request, error)
             return _internal_error(request)
+        finally:
+            # The direct path wrote without updating the batch's memory of runs.
+            memory.forget_runs()
         await savepoint.commit()
         result = _jsonable(result, transitions.stored_answers)
         return Reply(request_id=request.request_id, ok=True, result=result)
@@ -205,13 +284,10 @@ class TransitionService:
     async def _rollback_failed_request(
         self, savepoint: Any, transitions: Transitions, request: Request, error: BaseException
     ) -> None:
-        logger.error(
-            "request %s (op %s, run %s) failed and was rolled back: %s: %s",
-            request.request_id, request.op, _run_id_of(request), type(error).__name__, error,
-            exc_info=error,
-        )
+        _log_failed(request, error)
         await savepoint.rollback()
         transitions.expire_written_rows()
+        transitions.memory.undo()
         transitions.effects = Effects()
 
     # -- request operations ----------------------------------------------------------
@@ -375,9 +451,11 @@ class TransitionService:
         """
         session = transitions.session
         digest = create_digest(run)
+        if transitions.deferred:
+            return await self._create_new_task_run(transitions, run, transition_id, digest)
         row = await lock_task_run(session, run.id)
         if row is None:
-            await self._check_queue_room(session, run.task_key)
+            self._check_queue_room(run.task_key, await count_queued(session, run.task_key))
             now = self.clock.now()
             inserted = await insert_task_run(session, new_task_run_values(run, digest, now))
             if inserted:
@@ -415,10 +493,39 @@ class TransitionService:
         )
         return await self._task_run_view(session, row), orchestration
 
-    async def _check_queue_room(self, session: AsyncSession, task_key: str) -> None:
+    async def _create_new_task_run(
+        self, transitions: Transitions, run: TaskRunCreate, transition_id: UUID, digest: str
+    ) -> tuple[TaskRunView, OrchestrationResultView]:
+        """Create a plain background run on the deferred path; see `_create_task_run`.
+
+        A resend, or a run the deferred path cannot take, raises `NeedsDirectWrites`.
+        The queue count is read once per task key and batch, then kept in memory.
+        """
+        if run.tags or run.cache_key or run.refresh_cache or run.flow_run_id is not None:
+            raise NeedsDirectWrites("a run with tags, a cache key or a parent flow run")
+        if not await transitions.is_new_run(run.id):
+            raise NeedsDirectWrites("a resent create")
+        memory = transitions.memory
+        queued = memory.queued.get(run.task_key)
+        if queued is None:
+            queued = await count_queued(transitions.session, run.task_key)
+        self._check_queue_room(run.task_key, queued)
+        memory.queued[run.task_key] = queued + 1
+
+        now = self.clock.now()
+        row = TaskRunRow(**new_task_run_values(run, digest, now))
+        memory.add_new_run(row)
+        scheduled = Scheduled(
+            scheduled_time=run.scheduled_time or now, deferred=True, timestamp=now
+        )
+        orchestration = await transitions.propose_task_state(
+            run.id, scheduled, actor="client", transition_id=transition_id
+        )
+        return task_run_view(row, orchestration.state), orchestration
+
+    def _check_queue_room(self, task_key: str, queued: int) -> None:
         # NOTE: replicas on PostgreSQL count without a shared lock, so concurrent creates
         # of one task key may overshoot the limit by up to one batch per replica.
-        queued = await count_queued(session, task_key)
         if queued >= self.settings.max_queued_per_task_key:
             raise RequestError(
                 "queue_full",
@@ -850,6 +957,52 @@ def new_flow_run_values(run: FlowRunCreate, digest: str, now: datetime) -> dict[
     }
 
 
+def _log_rejected(request: Request, error: RequestError) -> None:
+    logger.info(
+        "request %s (op %s, run %s) rejected with %s on %s: %s",
+        request.request_id, request.op, _run_id_of(request), error.code, error.field,
+        error.message,
+    )
+
+
+def _log_failed(request: Request, error: BaseException) -> None:
+    logger.error(
+        "request %s (op %s, run %s) failed and was rolled back: %s: %s",
+        request.request_id, request.op, _run_id_of(request), type(error).__name__, error,
+        exc_info=error,
+    )
+
+
+def _batch_ids(requests: list[Request]) -> tuple[list[UUID], list[UUID]]:
+    """Return the task run ids and transition ids a batch names, for one look-up each.
+
+    Values that are not UUIDs are skipped here; the request's own parsing rejects them.
+    """
+    run_ids: list[UUID] = []
+    transition_ids: list[UUID] = []
+    for request in requests:
+        if request.op not in DEFERRABLE_OPS or not isinstance(request.args, dict):
+            continue
+        if request.args.get("kind", "task_run") == "task_run":
+            run_id = _run_id_of(request)
+            if run_id is not None:
+                run_ids.append(run_id)
+        for name in TRANSITION_ID_FIELDS:
+            transition_id = _uuid_or_none(request.args.get(name))
+            if transition_id is not None:
+                transition_ids.append(transition_id)
+    return run_ids, transition_ids
+
+
+def _uuid_or_none(value: Any) -> UUID | None:
+    if value is None:
+        return None
+    try:
+        return UUID(str(value))
+    except ValueError:
+        return None
+
+
 def _lock_order(request: Request) -> tuple[int, str]:
     """Sort key that applies requests in run-id order, so batches lock rows in one order."""
     run_id = _run_id_of(request)
@@ -861,10 +1014,7 @@ def _run_id_of(request: Request) -> UUID | None:
     candidate = args.get("run_id")
     if candidate is None and isinstance(args.get("run"), dict):
         candidate = args["run"].get("id")
-    try:
-        return UUID(str(candidate)) if candidate is not None else None
-    except ValueError:
-        return None
+    return _uuid_or_none(candidate)
 
 
 def _as_fault(error: BaseException) -> BaseException:

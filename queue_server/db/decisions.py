@@ -20,6 +20,9 @@ INSERT_DECISION = DECISIONS.insert()
 FIND_ANSWER = select(DecisionRow.answer).where(
     DecisionRow.transition_id == bindparam("transition_id")
 )
+FIND_ANSWERS = select(DecisionRow.transition_id, DecisionRow.answer).where(
+    DecisionRow.transition_id.in_(bindparam("transition_ids", expanding=True))
+)
 
 
 async def find_decision(session: AsyncSession, transition_id: UUID) -> DecisionRow | None:
@@ -37,8 +40,7 @@ async def find_answer(session: AsyncSession, transition_id: UUID) -> dict[str, A
     return await session.scalar(FIND_ANSWER, {"transition_id": transition_id})
 
 
-async def insert_decision(
-    session: AsyncSession,
+def decision_values(
     *,
     view: OrchestrationResultView,
     answer: dict[str, Any],
@@ -48,30 +50,38 @@ async def insert_decision(
     proposed_name: str | None,
     now: datetime,
     run_kind: str = "task_run",
-) -> None:
-    """Store one orchestration result; `answer` is the reply sent for it.
+) -> dict[str, Any]:
+    """Return the bound values of one decision row; `answer` is the reply sent for it."""
+    return {
+        "run_id": view.run_id,
+        "run_kind": run_kind,
+        "transition_id": transition_id,
+        "actor": actor,
+        "proposed_type": proposed_type,
+        "proposed_name": proposed_name,
+        "status": view.status,
+        "rule": view.rule,
+        "reason": view.reason,
+        "state_id": view.state.id if view.state is not None else None,
+        "delay_seconds": view.delay_seconds,
+        "answer": answer,
+        "created": now,
+    }
 
-    The row is inserted at once with a Core statement, which costs less than adding an
-    ORM object and flushing the session.
-    """
-    await session.execute(
-        INSERT_DECISION,
-        {
-            "run_id": view.run_id,
-            "run_kind": run_kind,
-            "transition_id": transition_id,
-            "actor": actor,
-            "proposed_type": proposed_type,
-            "proposed_name": proposed_name,
-            "status": view.status,
-            "rule": view.rule,
-            "reason": view.reason,
-            "state_id": view.state.id if view.state is not None else None,
-            "delay_seconds": view.delay_seconds,
-            "answer": answer,
-            "created": now,
-        },
-    )
+
+async def insert_decision(session: AsyncSession, values: dict[str, Any]) -> None:
+    """Store one decision built by `decision_values`, with a Core statement at once."""
+    await session.execute(INSERT_DECISION, values)
+
+
+async def find_answers(
+    session: AsyncSession, transition_ids: list[UUID]
+) -> dict[UUID, dict[str, Any]]:
+    """Return the stored reply of each of `transition_ids` that was decided, in one query."""
+    if not transition_ids:
+        return {}
+    rows = await session.execute(FIND_ANSWERS, {"transition_ids": transition_ids})
+    return {transition_id: answer for transition_id, answer in rows}
 
 
 async def first_decision(session: AsyncSession, run_id: UUID) -> DecisionRow | None:

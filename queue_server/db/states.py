@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 from uuid import UUID, uuid4
 
 from sqlalchemy import bindparam, func, select
@@ -26,46 +27,55 @@ INSERT_TASK_RUN_STATE = TASK_RUN_STATES.insert().values(
 )
 
 
+def task_run_state_values(
+    run_id: UUID, state: State, now: datetime
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Return the bound values of a new state's `results` row (or None) and its state row.
+
+    A persisted result goes to the results table and the state row points at it. The
+    state row's values suit `INSERT_TASK_RUN_STATE`, which numbers the state itself.
+    """
+    data = state.data
+    result_values = None
+    result_id = None
+    if is_persisted_result(data):
+        result_id = uuid4()
+        result_values = {
+            "id": result_id,
+            "task_run_id": run_id,
+            "state_id": state.id,
+            "data": data,
+            "created": now,
+        }
+        data = None
+    state_values = {
+        "id": state.id,
+        "task_run_id": run_id,
+        "seq_of_run_id": run_id,
+        "type": state.type.value,
+        "name": state.name,
+        "timestamp": state.timestamp,
+        "message": state.message,
+        "data": data,
+        "state_details": details_document(state),
+        "result_id": result_id,
+    }
+    return result_values, state_values
+
+
 async def insert_task_run_state(
     session: AsyncSession, run_id: UUID, state: State, now: datetime
 ) -> None:
     """Append `state` to the run's history with the next sequence number.
 
     The caller holds the run's lock, so the next `seq`, which the insert itself computes,
-    cannot be taken twice. A persisted result goes to the results table and the state
-    row points at it. Both rows are inserted with Core statements, which cost less than
-    ORM objects and a flush.
+    cannot be taken twice. Both rows are inserted with Core statements, which cost less
+    than ORM objects and a flush.
     """
-    data = state.data
-    result_id = None
-    if is_persisted_result(data):
-        result_id = uuid4()
-        await session.execute(
-            INSERT_RESULT,
-            {
-                "id": result_id,
-                "task_run_id": run_id,
-                "state_id": state.id,
-                "data": data,
-                "created": now,
-            },
-        )
-        data = None
-    await session.execute(
-        INSERT_TASK_RUN_STATE,
-        {
-            "id": state.id,
-            "task_run_id": run_id,
-            "seq_of_run_id": run_id,
-            "type": state.type.value,
-            "name": state.name,
-            "timestamp": state.timestamp,
-            "message": state.message,
-            "data": data,
-            "state_details": details_document(state),
-            "result_id": result_id,
-        },
-    )
+    result_values, state_values = task_run_state_values(run_id, state, now)
+    if result_values is not None:
+        await session.execute(INSERT_RESULT, result_values)
+    await session.execute(INSERT_TASK_RUN_STATE, state_values)
 
 
 async def insert_flow_run_state(

@@ -2,10 +2,12 @@
 
 `Transitions` works on the open write session of one batch. For each proposal it locks
 the run, returns the stored decision for a transition id decided before, runs the
-policy inside a savepoint, writes the run's snapshot back and stores the decision. An
-ABORT, whether a rule decided it or a rule raised, rolls its savepoint back, so nothing
-of it is written except the decision itself. What must happen after the commit (jobs
-to enqueue, events to publish, final runs to cache) is returned as `Effects`.
+policy, writes the run's snapshot back and stores the decision. An ABORT, whether a
+rule decided it or a rule raised, takes back everything of the transition except the
+decision itself. On the direct path that is a savepoint rollback; on the deferred
+path, where rows wait for one flush per batch, it drops the transition's pending rows.
+What must happen after the commit (jobs to enqueue, events to publish, final runs to
+cache) is returned as `Effects`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from typing import Any
 from uuid import UUID
 
 import pendulum
-from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -39,9 +40,18 @@ from queue_server.db.convert import (
     task_run_from_row,
     write_flow_run,
 )
-from queue_server.db.decisions import find_answer, insert_decision
+from queue_server.db.decisions import decision_values, find_answer, find_answers, insert_decision
+from queue_server.db.deferred_storage import (
+    DeferredStateRecorder,
+    NeedsDirectWrites,
+    NoCacheStore,
+    NoFlowRuns,
+    NoSlots,
+)
 from queue_server.db.flow_runs import lock_flow_run
+from queue_server.db.journal import BatchMemory, CachedRun
 from queue_server.db.models import TaskRunRow
+from queue_server.db.pending_writes import UPDATE_TASK_RUN, Mark
 from queue_server.db.states import read_flow_run_state
 from queue_server.db.storage import (
     EventCollector,
@@ -50,7 +60,11 @@ from queue_server.db.storage import (
     SqlFlowRunReader,
     SqlStateRecorder,
 )
-from queue_server.db.task_runs import lock_task_run_with_state, task_run_view
+from queue_server.db.task_runs import (
+    lock_task_run_with_state,
+    lock_task_runs_with_state,
+    task_run_view,
+)
 from queue_server.errors import not_found
 from queue_server.jobs import JobSpec
 from queue_server.protocol import Envelope, OrchestrationResultView, StateEvent, TaskRunView
@@ -58,8 +72,6 @@ from queue_server.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-TASK_RUNS = TaskRunRow.__table__
-UPDATE_TASK_RUN = TASK_RUNS.update().where(TASK_RUNS.c.id == bindparam("updated_run_id"))
 
 
 class ServiceClock:
@@ -112,9 +124,18 @@ def result_view(run: TaskRun | FlowRun, result: OrchestrationResult) -> Orchestr
 class Transitions:
     """Orchestrates proposals on the runs of one open write session.
 
-    Every method must be called inside a savepoint the caller opened for its request:
-    a `RequestError` or an unexpected error leaves that savepoint to roll back. Effects
-    of every transition that was kept accumulate in `effects`.
+    Two write paths share this class:
+
+    - direct (the default): each transition writes its rows at once, inside a savepoint
+      the caller opened for its request, and a `RequestError` or an unexpected error
+      leaves that savepoint to roll back;
+    - deferred (`deferred = True`, set by the service for each hot request): the rows
+      wait in `memory.pending` until `flush_pending`, and a failed request is taken back
+      in memory (`memory.undo`). Only plain task runs go this way; anything else raises
+      `NeedsDirectWrites` before writing, and the service applies the request again on
+      the direct path.
+
+    Effects of every transition that was kept accumulate in `effects`.
     """
 
     def __init__(self, session: AsyncSession, settings: Settings, clock: ServiceClock) -> None:
@@ -123,6 +144,8 @@ class Transitions:
         self.clock = clock
         self.policy_settings = policy_settings(settings)
         self.effects = Effects()
+        self.deferred = False
+        self.memory = BatchMemory()
         # The JSON form of each result stored as a decision, by the id of its view, so
         # the reply reuses it instead of serializing the view again. The view is kept
         # beside it, so its id cannot be reused for another object.
@@ -137,6 +160,51 @@ class Transitions:
         for row in self.written_rows[since:]:
             self.session.expire(row)
         del self.written_rows[since:]
+
+    async def look_up_batch(self, run_ids: list[UUID], transition_ids: list[UUID]) -> None:
+        """Lock the batch's task runs and read its decided transitions, one query each.
+
+        Later look-ups of these ids on the deferred path then cost no query.
+        """
+        locked = await lock_task_runs_with_state(self.session, run_ids)
+        for row, state in locked.values():
+            self.memory.runs[row.id] = (row, state)
+        self.memory.absent_runs.update(set(run_ids) - set(locked))
+        self.memory.answers.update(await find_answers(self.session, transition_ids))
+        self.memory.looked_up.update(transition_ids)
+
+    async def flush_pending(self) -> None:
+        """Send the deferred rows to SQL; on the direct path, call before any statement."""
+        if self.memory.pending:
+            await self.memory.pending.flush(self.session)
+
+    async def is_new_run(self, run_id: UUID) -> bool:
+        """Tell whether no task run with `run_id` exists, locking it when it does."""
+        row, _ = await self._locked_run(run_id)
+        return row is None
+
+    async def _locked_run(self, run_id: UUID) -> CachedRun | tuple[None, None]:
+        memory = self.memory
+        if self.deferred:
+            cached = memory.runs.get(run_id)
+            if cached is not None:
+                return cached
+            if run_id in memory.absent_runs:
+                return None, None
+        row, state = await lock_task_run_with_state(self.session, run_id)
+        if not self.deferred:
+            return row, state
+        if row is None:
+            memory.absent_runs.add(run_id)
+        else:
+            memory.runs[run_id] = (row, state)
+        return row, state
+
+    async def _stored_answer(self, transition_id: UUID) -> dict[str, Any] | None:
+        answer = self.memory.answers.get(transition_id)
+        if answer is not None or transition_id in self.memory.looked_up:
+            return answer
+        return await find_answer(self.session, transition_id)
 
     async def propose_task_state(
         self,
@@ -155,44 +223,42 @@ class Transitions:
         `clear_claim` drops the run's claim token when the transition is kept, as every
         transition the service or an operator makes itself must.
         """
-        row, initial = await lock_task_run_with_state(self.session, run_id)
+        row, initial = await self._locked_run(run_id)
         if row is None:
             raise not_found("args.run_id", "task run", run_id)
         if transition_id is not None:
-            answer = await find_answer(self.session, transition_id)
+            answer = await self._stored_answer(transition_id)
             if answer is not None:
                 return OrchestrationResultView.model_validate(answer)
             proposed.state_details.transition_id = transition_id
+        if self.deferred:
+            _check_plain(row, proposed, force)
 
         run = task_run_from_row(row, initial)
         stored_run_count = row.run_count
-        recorder = SqlStateRecorder(self.session, self.clock)
+        recorder = (
+            DeferredStateRecorder(self.memory.pending, self.clock)
+            if self.deferred
+            else SqlStateRecorder(self.session, self.clock)
+        )
         context = TaskOrchestrationContext(
             run=run,
             initial_state=initial,
             proposed_state=proposed,
             clock=self.clock,
-            cache=SqlCacheStore(self.session, self.clock),
-            slots=SqlConcurrencySlots(
-                self.session,
-                self.clock,
-                untagged_run_ids=frozenset() if row.tags else frozenset((run_id,)),
-            ),
-            flow_runs=SqlFlowRunReader(self.session),
             recorder=recorder,
             events=EventCollector(),
             settings=self.policy_settings,
             actor=actor,
+            **self._task_storage(row),
         )
         policy = select_task_policy(run, force=force, variant=self.settings.policy_variant)
 
-        written_before = len(self.written_rows)
-        savepoint = await self.session.begin_nested()
+        scope = await self._begin_transition()
         result = await orchestrate(context, policy)
         view = result_view(context.run, result)
         if result.status is SetStateStatus.ABORT or context.orchestration_error is not None:
-            await savepoint.rollback()
-            self.expire_written_rows(written_before)
+            await scope.roll_back()
             view.run_count = stored_run_count
             if context.orchestration_error is not None:
                 logger.warning(
@@ -205,10 +271,33 @@ class Transitions:
         written = recorder.written_state(run_id)
         await self._write_back(row, context.run, written, worker_id, clear_claim)
         await self._store_decision(view, transition_id, actor, proposed)
-        await savepoint.commit()
+        await scope.keep()
+        if self.deferred:
+            self.memory.cache_run(row, written if written is not None else initial)
 
         self._collect_task_effects(row, written, recorder, context.enqueue_intents)
         return view
+
+    def _task_storage(self, row: TaskRunRow) -> dict[str, Any]:
+        if self.deferred:
+            return {"cache": NoCacheStore(), "slots": NoSlots(), "flow_runs": NoFlowRuns()}
+        return {
+            "cache": SqlCacheStore(self.session, self.clock),
+            "slots": SqlConcurrencySlots(
+                self.session,
+                self.clock,
+                untagged_run_ids=frozenset() if row.tags else frozenset((row.id,)),
+            ),
+            "flow_runs": SqlFlowRunReader(self.session),
+        }
+
+    async def _begin_transition(self) -> TransitionScope:
+        """Start one transition's undo scope: a savepoint, or a mark in the pending writes."""
+        if self.deferred:
+            return TransitionScope(self, mark=self.memory.pending.mark())
+        return TransitionScope(
+            self, savepoint=await self.session.begin_nested(), written_before=len(self.written_rows)
+        )
 
     async def propose_flow_state(
         self,
@@ -270,10 +359,12 @@ class Transitions:
         worker_id: str | None,
         clear_claim: bool,
     ) -> None:
-        """Write the run's new snapshot to its row with one Core UPDATE.
+        """Write the run's new snapshot to its row.
 
         The loaded row gets the same values as committed ones, so the session has
-        nothing to flush for it: the UPDATE costs less than the unit of work would.
+        nothing to flush for it. The direct path sends one Core UPDATE at once, which
+        costs less than the unit of work would; the deferred path leaves the row to the
+        batch's flush.
         """
         values = task_run_column_values(run)
         values["updated"] = self.clock.now()
@@ -287,6 +378,9 @@ class Transitions:
         if clear_claim:
             values["claim_token"] = None
 
+        if self.deferred:
+            self.memory.change_row(row, values)
+            return
         await self.session.execute(UPDATE_TASK_RUN, {**values, "updated_run_id": row.id})
         for name, value in values.items():
             set_committed_value(row, name, value)
@@ -302,8 +396,7 @@ class Transitions:
     ) -> None:
         answer = view.model_dump(mode="json")
         self.stored_answers[id(view)] = (view, answer)
-        await insert_decision(
-            self.session,
+        values = decision_values(
             view=view,
             answer=answer,
             transition_id=transition_id,
@@ -313,6 +406,12 @@ class Transitions:
             now=self.clock.now(),
             run_kind=run_kind,
         )
+        if transition_id is not None:
+            self.memory.add_answer(transition_id, answer)
+        if self.deferred:
+            self.memory.pending.decisions.append(values)
+        else:
+            await insert_decision(self.session, values)
 
     def _collect_task_effects(
         self,
@@ -328,6 +427,39 @@ class Transitions:
             self.effects.events.append(_event(written_run, state))
         if written is not None and written.is_final():
             self.effects.results.append(task_run_view(row, written))
+
+
+@dataclass
+class TransitionScope:
+    """What takes one transition back: its savepoint on the direct path, else a mark."""
+
+    transitions: Transitions
+    savepoint: Any = None
+    written_before: int = 0
+    mark: Mark | None = None
+
+    async def roll_back(self) -> None:
+        if self.mark is not None:
+            self.transitions.memory.pending.undo_to(self.mark)
+            return
+        await self.savepoint.rollback()
+        self.transitions.expire_written_rows(self.written_before)
+
+    async def keep(self) -> None:
+        if self.savepoint is not None:
+            await self.savepoint.commit()
+
+
+def _check_plain(row: TaskRunRow, proposed: State, force: bool) -> None:
+    """Raise `NeedsDirectWrites` unless the deferred path can take this transition."""
+    if force:
+        raise NeedsDirectWrites("a forced transition")
+    if row.tags or row.flow_run_id is not None:
+        raise NeedsDirectWrites("a run with tags or a parent flow run")
+    if row.submitted_cache_key or row.refresh_cache or row.cache_key:
+        raise NeedsDirectWrites("a run with a cache key")
+    if proposed.state_details.cache_key:
+        raise NeedsDirectWrites("a state with a cache key")
 
 
 class SubflowParents:

@@ -98,22 +98,22 @@ async def test_driver_error_mid_batch(service: TransitionService, database: Data
     batch = [claim_request(first_id, first_state), claim_request(second_id, second_state)]
     state_inserts = 0
 
-    def fail_third_state_insert(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def fail_state_insert(connection: Any, cursor: Any, statement: str, *args: Any) -> None:
         # The driver's own OperationalError, as a failing disk or a dropped connection
-        # raises it, thrown at the second run's claim, after the first run started.
+        # raises it, thrown at the batch's insert of the new states, after its runs
+        # were locked and orchestrated.
         nonlocal state_inserts
         if statement.lstrip().upper().startswith("INSERT INTO TASK_RUN_STATES"):
             state_inserts += 1
-            if state_inserts == 3:
-                raise connection.dialect.dbapi.OperationalError("injected: the disk failed")
+            raise connection.dialect.dbapi.OperationalError("injected: the disk failed")
 
     engine = database.write_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", fail_third_state_insert)
+    event.listen(engine, "before_cursor_execute", fail_state_insert)
     try:
         with pytest.raises(StorageFault):
             await service.apply_batch(batch)
     finally:
-        event.remove(engine, "before_cursor_execute", fail_third_state_insert)
+        event.remove(engine, "before_cursor_execute", fail_state_insert)
 
-    assert state_inserts == 3
+    assert state_inserts == 1
     await assert_resend_applies_once(service, batch, [first_id, second_id])
