@@ -704,16 +704,20 @@ class TransitionService:
         """Return the runs each worker holds in Pending, Running or Cancelling."""
         return await self._read(runs_by_worker)
 
-    async def scheduled_background_jobs(self) -> list[JobSpec]:
-        """Return the queue job of every committed Scheduled background run."""
+    async def scheduled_background_jobs(
+        self, *, after: UUID | None = None, limit: int | None = None
+    ) -> list[JobSpec]:
+        """Return the queue job of committed Scheduled background runs, by run id.
+
+        With `after` and `limit`, return one page: at most `limit` runs after run `after`.
+        """
 
         async def read(session: AsyncSession) -> list[JobSpec]:
-            rows = await scheduled_background_runs(session)
+            rows = await scheduled_background_runs(session, after=after, limit=limit)
             return [
                 job_for(row, row.state_id, row.state_name or "Scheduled",
                         row.next_scheduled_start_time)
                 for row in rows
-                if row.state_id is not None
             ]
 
         return await self._read(read)

@@ -132,15 +132,25 @@ async def queue_counts(session: AsyncSession) -> dict[str, int]:
     return {task_key: count for task_key, count in rows}
 
 
-async def scheduled_background_runs(session: AsyncSession) -> list[TaskRunRow]:
-    """Return every Scheduled background run, the ones whose queue entry must exist."""
-    rows = await session.scalars(
+async def scheduled_background_runs(
+    session: AsyncSession, *, after: UUID | None = None, limit: int | None = None
+) -> list[TaskRunRow]:
+    """Return Scheduled background runs, the ones whose queue entry must exist, by run id.
+
+    `after` and `limit` read one page: at most `limit` runs whose id follows `after`.
+    """
+    statement = (
         select(TaskRunRow)
         .where(TaskRunRow.is_background.is_(True))
         .where(TaskRunRow.state_type == StateType.SCHEDULED.value)
-        .order_by(TaskRunRow.next_scheduled_start_time, TaskRunRow.id)
+        .where(TaskRunRow.state_id.is_not(None))
+        .order_by(TaskRunRow.id)
     )
-    return list(rows)
+    if after is not None:
+        statement = statement.where(TaskRunRow.id > after)
+    if limit is not None:
+        statement = statement.limit(limit)
+    return list(await session.scalars(statement))
 
 
 async def runs_by_worker(session: AsyncSession) -> dict[str, list[UUID]]:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from typing import Protocol
+from uuid import UUID
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -27,12 +28,17 @@ logger = logging.getLogger(__name__)
 
 # How often the reconciler checks whether Redis restarted, in seconds, at most.
 RESTART_CHECK_SECONDS = 1.0
+# Runs read per query. A pass reads the Scheduled runs page by page, so the service's
+# memory does not grow with the number of queued runs.
+PAGE_SIZE = 500
 
 
 class ScheduledJobsReader(Protocol):
     """The part of TransitionService the reconciler calls."""
 
-    async def scheduled_background_jobs(self) -> list[JobSpec]: ...
+    async def scheduled_background_jobs(
+        self, *, after: UUID | None = None, limit: int | None = None
+    ) -> list[JobSpec]: ...
 
 
 class Reconciler:
@@ -68,8 +74,24 @@ class Reconciler:
         logger.info("reconciler stopped")
 
     async def reconcile_once(self) -> int:
-        """Restore the missing entries; return how many were written."""
-        jobs = await self.service.scheduled_background_jobs()
+        """Restore the missing entries, one page of Scheduled runs at a time; return how many."""
+        restored = checked = 0
+        after: UUID | None = None
+        while True:
+            jobs = await self.service.scheduled_background_jobs(after=after, limit=PAGE_SIZE)
+            checked += len(jobs)
+            restored += await self._restore(jobs)
+            if len(jobs) < PAGE_SIZE:
+                break
+            after = jobs[-1].run_id
+        if restored:
+            logger.warning(
+                "reconciler restored %d of %d Scheduled background runs missing from Redis",
+                restored, checked,
+            )
+        return restored
+
+    async def _restore(self, jobs: list[JobSpec]) -> int:
         missing = await self.queues.missing(jobs)
         if not missing:
             return 0
@@ -79,8 +101,4 @@ class Reconciler:
                 "reconciler restored run %s (state %s) on task key %s",
                 job.run_id, job.state_id, job.task_key,
             )
-        logger.warning(
-            "reconciler restored %d of %d Scheduled background runs missing from Redis",
-            restored, len(jobs),
-        )
         return restored

@@ -20,7 +20,13 @@ async def queued_job_ids(stack, task_key: str = "tests.add") -> set[str]:
     return {item.decode() for item in await stack.redis.zrange(stack.keys.queue(task_key), 0, -1)}
 
 
-async def test_reconciler_restores_deleted_queue_once(clean_redis, database_url, key_prefix):
+# 500 reads the five Scheduled runs in one page; 2 in three pages; 5 in a full page and
+# an empty one.
+@pytest.mark.parametrize("page_size", [500, 2, 5])
+async def test_reconciler_restores_deleted_queue_once(
+    clean_redis, database_url, key_prefix, page_size, monkeypatch
+):
+    monkeypatch.setattr("queue_server.loops.reconciler.PAGE_SIZE", page_size)
     settings = stack_settings(clean_redis, database_url, key_prefix)
     async with running_stack(settings, start=False) as stack:
         runs = [await create_run(stack) for _ in range(6)]
