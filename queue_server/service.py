@@ -75,6 +75,7 @@ from queue_server.protocol import (
     TaskRunCreate,
     TaskRunView,
 )
+from queue_server.queued_counts import QueuedCounts
 from queue_server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,7 @@ class TransitionService:
         self.settings = settings
         self.clock = ServiceClock()
         self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.queued_counts = QueuedCounts()
         self._operations: dict[str, Callable[[Transitions, dict[str, Any]], Awaitable[Any]]] = {
             "create_task_run": self._create_task_run_request,
             "create_flow_run": self._create_flow_run_request,
@@ -192,6 +194,8 @@ class TransitionService:
                     outcome.effects.extend(transitions.effects)
                 await transitions.flush_pending()
                 await session.commit()
+            for task_key, queued in transitions.memory.queued.items():
+                self.queued_counts.update(task_key, queued)
         except (StorageFault, DeferredBatchFailed):
             raise
         except (SQLAlchemyError, OSError) as error:
@@ -455,6 +459,7 @@ class TransitionService:
             return await self._create_new_task_run(transitions, run, transition_id, digest)
         row = await lock_task_run(session, run.id)
         if row is None:
+            self.queued_counts.forget(run.task_key)
             self._check_queue_room(run.task_key, await count_queued(session, run.task_key))
             now = self.clock.now()
             inserted = await insert_task_run(session, new_task_run_values(run, digest, now))
@@ -499,16 +504,22 @@ class TransitionService:
         """Create a plain background run on the deferred path; see `_create_task_run`.
 
         A resend, or a run the deferred path cannot take, raises `NeedsDirectWrites`.
-        The queue count is read once per task key and batch, then kept in memory.
+        The queue count comes from `QueuedCounts`, and the batch adds its creates to it.
         """
         if run.tags or run.cache_key or run.refresh_cache or run.flow_run_id is not None:
             raise NeedsDirectWrites("a run with tags, a cache key or a parent flow run")
-        if not await transitions.is_new_run(run.id):
-            raise NeedsDirectWrites("a resent create")
         memory = transitions.memory
+        # A resend is known by its transition id, or by its run locked in this batch. A
+        # run id that exists with a new transition id fails the flush's INSERT, and the
+        # batch is then applied again on the direct path, which answers it.
+        if transition_id in memory.answers or run.id in memory.runs:
+            raise NeedsDirectWrites("a resent create")
         queued = memory.queued.get(run.task_key)
         if queued is None:
+            queued = self.queued_counts.get(run.task_key)
+        if queued is None:
             queued = await count_queued(transitions.session, run.task_key)
+            self.queued_counts.counted(run.task_key, queued)
         self._check_queue_room(run.task_key, queued)
         memory.queued[run.task_key] = queued + 1
 
@@ -524,8 +535,11 @@ class TransitionService:
         return task_run_view(row, orchestration.state), orchestration
 
     def _check_queue_room(self, task_key: str, queued: int) -> None:
-        # NOTE: replicas on PostgreSQL count without a shared lock, so concurrent creates
-        # of one task key may overshoot the limit by up to one batch per replica.
+        # NOTE: replicas on PostgreSQL count without a shared lock, and each replica's
+        # count of a key is up to a second old (`QueuedCounts`), so concurrent creates
+        # of one task key may overshoot the limit by about a second of another
+        # replica's creates. Claims within that second are not subtracted, so a queue
+        # at its limit may refuse creates for up to a second after room was made.
         if queued >= self.settings.max_queued_per_task_key:
             raise RequestError(
                 "queue_full",
@@ -987,7 +1001,7 @@ def _batch_ids(requests: list[Request]) -> tuple[list[UUID], list[UUID]]:
     for request in requests:
         if request.op not in DEFERRABLE_OPS or not isinstance(request.args, dict):
             continue
-        if request.args.get("kind", "task_run") == "task_run":
+        if request.op != "create_task_run" and request.args.get("kind", "task_run") == "task_run":
             run_id = _run_id_of(request)
             if run_id is not None:
                 run_ids.append(run_id)

@@ -178,11 +178,6 @@ class Transitions:
         if self.memory.pending:
             await self.memory.pending.flush(self.session)
 
-    async def is_new_run(self, run_id: UUID) -> bool:
-        """Tell whether no task run with `run_id` exists, locking it when it does."""
-        row, _ = await self._locked_run(run_id)
-        return row is None
-
     async def _locked_run(self, run_id: UUID) -> CachedRun | tuple[None, None]:
         memory = self.memory
         if self.deferred:

@@ -12,7 +12,13 @@ from queue_server.db.engine import Database
 from queue_server.db.models import DecisionRow, TaskRunRow, TaskRunStateRow
 from queue_server.service import TransitionService
 from queue_server.settings import Settings
-from tests.service.requests import create_request, only_reply, propose_request, request
+from tests.service.requests import (
+    claim_request,
+    create_request,
+    only_reply,
+    propose_request,
+    request,
+)
 
 
 async def count_rows(database: Database) -> tuple[int, int, int]:
@@ -142,6 +148,35 @@ async def test_full_queue_refuses_create(database: Database, settings: Settings)
     assert "tests.add" in reply.error.message
     assert other_key.ok
     assert await service.queue_counts() == {"tests.add": 2, "tests.other": 1}
+
+
+async def test_full_queue_counts_creates_of_one_batch(
+    database: Database, settings: Settings
+) -> None:
+    settings.max_queued_per_task_key = 2
+    service = TransitionService(database, settings)
+    outcome = await service.apply_batch([create_request() for _ in range(3)])
+    replies = [reply for _, reply in outcome.replies]
+
+    assert sorted(reply.ok for reply in replies) == [False, True, True]
+    assert [reply.error.code for reply in replies if not reply.ok] == ["queue_full"]
+    assert await service.queue_counts() == {"tests.add": 2}
+
+
+async def test_claim_makes_room_once_the_count_is_read_again(
+    database: Database, settings: Settings
+) -> None:
+    settings.max_queued_per_task_key = 1
+    service = TransitionService(database, settings)
+    run_id = uuid4()
+    created = only_reply(await service.apply_batch([create_request(run_id)]))
+    state_id = created.result["orchestration"]["state"]["id"]
+    assert only_reply(await service.apply_batch([claim_request(run_id, state_id)])).ok
+
+    # The kept count (1) does not know of the claim until it is read again.
+    assert only_reply(await service.apply_batch([create_request()])).error.code == "queue_full"
+    service.queued_counts.max_age_seconds = 0.0
+    assert only_reply(await service.apply_batch([create_request()])).ok
 
 
 async def test_bad_request_leaves_batch_neighbours(service: TransitionService) -> None:
