@@ -2,8 +2,9 @@
 
 Every create checks its task key's queue against `TASKGATE_MAX_QUEUED_PER_TASK_KEY`.
 Counting the key's Scheduled runs is an index scan as long as the queue, so the
-service counts a key at most once per `MAX_AGE_SECONDS` and adds its own creates in
-between. Claims in the meantime are not subtracted, so the kept count errs high.
+service counts a key at most once per `MAX_AGE_SECONDS`. In between it adds the runs
+its own batches moved into Scheduled and subtracts those they moved out. Changes made
+by other replicas are seen at the next count.
 """
 
 from __future__ import annotations
@@ -31,11 +32,15 @@ class QueuedCounts:
         """Keep a count just read from SQL."""
         self._counts[task_key] = (count, time.monotonic())
 
-    def update(self, task_key: str, count: int) -> None:
-        """Replace a kept count after committed creates, keeping the time it was read."""
+    def add(self, task_key: str, change: int) -> None:
+        """Move a kept count by committed changes, keeping the time it was read."""
         entry = self._counts.get(task_key)
         if entry is not None:
-            self._counts[task_key] = (count, entry[1])
+            self._counts[task_key] = (entry[0] + change, entry[1])
 
     def forget(self, task_key: str) -> None:
         self._counts.pop(task_key, None)
+
+    def clear(self) -> None:
+        """Forget every count, after changes this service did not follow one by one."""
+        self._counts.clear()

@@ -36,6 +36,7 @@ from queue_server.db.deferred_storage import NeedsDirectWrites
 from queue_server.db.engine import Database
 from queue_server.db.faults import storage_fault_from
 from queue_server.db.flow_runs import insert_flow_run, lock_flow_run
+from queue_server.db.journal import BatchMemory
 from queue_server.db.models import FlowRunRow, TaskRunRow
 from queue_server.db.states import (
     read_flow_run_state,
@@ -194,8 +195,7 @@ class TransitionService:
                     outcome.effects.extend(transitions.effects)
                 await transitions.flush_pending()
                 await session.commit()
-            for task_key, queued in transitions.memory.queued.items():
-                self.queued_counts.update(task_key, queued)
+            self._keep_queue_counts(transitions.memory)
         except (StorageFault, DeferredBatchFailed):
             raise
         except (SQLAlchemyError, OSError) as error:
@@ -514,14 +514,10 @@ class TransitionService:
         # batch is then applied again on the direct path, which answers it.
         if transition_id in memory.answers or run.id in memory.runs:
             raise NeedsDirectWrites("a resent create")
-        queued = memory.queued.get(run.task_key)
+        queued = memory.queued_now(run.task_key)
         if queued is None:
-            queued = self.queued_counts.get(run.task_key)
-        if queued is None:
-            queued = await count_queued(transitions.session, run.task_key)
-            self.queued_counts.counted(run.task_key, queued)
+            queued = await self._queued_before_batch(transitions, run.task_key)
         self._check_queue_room(run.task_key, queued)
-        memory.queued[run.task_key] = queued + 1
 
         now = self.clock.now()
         row = TaskRunRow(**new_task_run_values(run, digest, now))
@@ -534,12 +530,36 @@ class TransitionService:
         )
         return task_run_view(row, orchestration.state), orchestration
 
+    async def _queued_before_batch(self, transitions: Transitions, task_key: str) -> int:
+        """Count the key's Scheduled runs as the batch's pending rows will leave them.
+
+        The kept count describes SQL before this batch, as do SQL's own rows until the
+        flush, so the batch's own moves are added to either. After a request on the
+        direct path flushed the batch, only a fresh count from SQL is right.
+        """
+        memory = transitions.memory
+        queued = None if memory.counts_from_sql else self.queued_counts.get(task_key)
+        if queued is None:
+            queued = await count_queued(transitions.session, task_key)
+            if not memory.counts_from_sql:
+                self.queued_counts.counted(task_key, queued)
+        memory.queued[task_key] = queued
+        return queued + memory.queue_moves.get(task_key, 0)
+
+    def _keep_queue_counts(self, memory: BatchMemory) -> None:
+        """After a commit, move the kept counts by the batch's Scheduled moves."""
+        if memory.counts_from_sql:
+            self.queued_counts.clear()
+            return
+        for task_key, change in memory.queue_moves.items():
+            self.queued_counts.add(task_key, change)
+
     def _check_queue_room(self, task_key: str, queued: int) -> None:
-        # NOTE: replicas on PostgreSQL count without a shared lock, and each replica's
-        # count of a key is up to a second old (`QueuedCounts`), so concurrent creates
-        # of one task key may overshoot the limit by about a second of another
-        # replica's creates. Claims within that second are not subtracted, so a queue
-        # at its limit may refuse creates for up to a second after room was made.
+        # NOTE: replicas count without a shared lock, and each replica keeps its count
+        # of a key for up to a second (`QueuedCounts`), following only its own moves.
+        # With several replicas, one task key may overshoot the limit by about a
+        # second of the other replicas' creates, or refuse for up to a second after
+        # another replica's claims made room.
         if queued >= self.settings.max_queued_per_task_key:
             raise RequestError(
                 "queue_full",
@@ -706,6 +726,7 @@ class TransitionService:
                 transitions = Transitions(session, self.settings, self.clock)
                 value = await change(transitions)
                 await session.commit()
+            self.queued_counts.clear()
         except (StorageFault, RequestError):
             raise
         except (SQLAlchemyError, OSError) as error:

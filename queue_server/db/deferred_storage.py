@@ -2,10 +2,10 @@
 
 A plain transition is one of a task run with no tags, no cache key and no parent flow
 run: the policy's rules then record states and nothing else. `DeferredStateRecorder`
-keeps those states in the batch's `PendingWrites`. Every other storage call means the
-transition is not plain after all; it raises `NeedsDirectWrites`, and the service
-applies the request again on the direct path, where each write goes to SQL at once
-inside a savepoint.
+keeps those states in the batch's `PendingWrites`. Any other storage call means the
+transition is not plain after all, so it raises `NeedsDirectWrites`. The service
+then applies the request again on the direct path, where each write goes to SQL at
+once inside a savepoint.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What one request changed in a batch's memory, so a failed request can be taken back.
+"""The undo record of one request in a batch's memory, so a failed request can be taken back.
 
 On the deferred path a request writes nothing to SQL: its rows wait in `PendingWrites`
 and its runs' new snapshots live on their row objects. Taking it back is therefore
@@ -27,6 +27,7 @@ class RequestJournal:
 
     mark: Mark
     queued: dict[str, int]
+    queue_moves: dict[str, int]
     rows: dict[UUID, tuple[TaskRunRow, dict[str, Any]]] = field(default_factory=dict)
     cached_runs: dict[UUID, CachedRun | None] = field(default_factory=dict)
     newly_updated: list[UUID] = field(default_factory=list)
@@ -43,7 +44,12 @@ class BatchMemory:
     - `answers`: the reply of each transition id decided, in SQL or in this batch;
     - `looked_up`: transition ids whose decision was looked up at the start of the batch,
       so a missing answer means "never decided" with no query;
-    - `queued`: Scheduled runs per task key, counted once and then kept up to date;
+    - `queued`: Scheduled runs per task key when first needed in this batch, not
+      counting `queue_moves`;
+    - `queue_moves`: per task key, runs that entered Scheduled less runs that left
+      it, on the deferred path of this batch;
+    - `counts_from_sql`: a request took the direct path, whose moves are not in
+      `queue_moves`, so counts must be read from SQL for the rest of the batch;
     - `pending`: the rows waiting for the flush.
     """
 
@@ -52,17 +58,39 @@ class BatchMemory:
     answers: dict[UUID, dict[str, Any]] = field(default_factory=dict)
     looked_up: set[UUID] = field(default_factory=set)
     queued: dict[str, int] = field(default_factory=dict)
+    queue_moves: dict[str, int] = field(default_factory=dict)
+    counts_from_sql: bool = False
     pending: PendingWrites = field(default_factory=PendingWrites)
     journal: RequestJournal | None = None
 
     def begin_request(self) -> None:
-        self.journal = RequestJournal(mark=self.pending.mark(), queued=dict(self.queued))
+        self.journal = RequestJournal(
+            mark=self.pending.mark(),
+            queued=dict(self.queued),
+            queue_moves=dict(self.queue_moves),
+        )
 
     def forget_runs(self) -> None:
         """Drop what is known of runs, after writes this memory did not follow."""
         self.runs.clear()
         self.absent_runs.clear()
         self.queued.clear()
+        self.queue_moves.clear()
+        self.counts_from_sql = True
+
+    def queued_now(self, task_key: str) -> int | None:
+        """Return the task key's Scheduled runs as this batch leaves them, if counted."""
+        base = self.queued.get(task_key)
+        return None if base is None else base + self.queue_moves.get(task_key, 0)
+
+    def note_queue_move(self, task_key: str, before: State | None, after: State | None) -> None:
+        """Count a kept transition that moved a run into or out of Scheduled."""
+        if after is None:
+            return
+        was_queued = before is not None and before.is_scheduled()
+        if was_queued != after.is_scheduled():
+            change = 1 if after.is_scheduled() else -1
+            self.queue_moves[task_key] = self.queue_moves.get(task_key, 0) + change
 
     def cache_run(self, row: TaskRunRow, state: State | None) -> None:
         journal = self.journal
@@ -117,4 +145,5 @@ class BatchMemory:
         for transition_id in journal.answers:
             self.answers.pop(transition_id, None)
         self.queued = journal.queued
+        self.queue_moves = journal.queue_moves
         self.begin_request()

@@ -2,8 +2,8 @@
 
 A batch of plain background transitions writes the same few kinds of rows: new task
 runs, states, persisted results, the runs' new snapshots and decisions. Sending each
-row as it is decided costs a database round trip per row; keeping them here and
-sending each kind as one executemany costs one per kind and batch. `flush` sends them
+row as it is decided costs a database round trip per row. Kept here, each kind is
+sent as one executemany, so a batch costs one round trip per kind. `flush` sends them
 in the order the foreign keys need: runs, results, states, snapshots, decisions.
 
 Nothing here is visible to SQL until `flush`, so the code that reads rows back in the
@@ -94,11 +94,6 @@ class PendingWrites:
         if result_values is not None:
             self.results.append(result_values)
         self.states.append(state_values)
-
-    def snapshot_changed(self, row: TaskRunRow) -> None:
-        """Note that `row`'s snapshot changed; a run not yet inserted is written whole."""
-        if row.id not in self.new_runs:
-            self.updated_runs[row.id] = row
 
     async def flush(self, session: AsyncSession) -> None:
         """Send every pending row, one executemany per table, and forget them."""

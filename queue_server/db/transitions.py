@@ -269,6 +269,7 @@ class Transitions:
         await scope.keep()
         if self.deferred:
             self.memory.cache_run(row, written if written is not None else initial)
+            self.memory.note_queue_move(row.task_key, initial, written)
 
         self._collect_task_effects(row, written, recorder, context.enqueue_intents)
         return view

@@ -163,20 +163,31 @@ async def test_full_queue_counts_creates_of_one_batch(
     assert await service.queue_counts() == {"tests.add": 2}
 
 
-async def test_claim_makes_room_once_the_count_is_read_again(
+async def test_claim_and_release_move_the_count(
     database: Database, settings: Settings
 ) -> None:
-    settings.max_queued_per_task_key = 1
+    settings.max_queued_per_task_key = 2
     service = TransitionService(database, settings)
     run_id = uuid4()
-    created = only_reply(await service.apply_batch([create_request(run_id)]))
+    retried_once = {"retries": 1, "retry_delay": 0}
+    created = only_reply(
+        await service.apply_batch([create_request(run_id, empirical_policy=retried_once)])
+    )
     state_id = created.result["orchestration"]["state"]["id"]
-    assert only_reply(await service.apply_batch([claim_request(run_id, state_id)])).ok
-
-    # The kept count (1) does not know of the claim until it is read again.
-    assert only_reply(await service.apply_batch([create_request()])).error.code == "queue_full"
-    service.queued_counts.max_age_seconds = 0.0
     assert only_reply(await service.apply_batch([create_request()])).ok
+    assert only_reply(await service.apply_batch([create_request()])).error.code == "queue_full"
+
+    # The claim moves the run out of Scheduled: the kept count follows at once.
+    assert only_reply(await service.apply_batch([claim_request(run_id, state_id)])).ok
+    assert only_reply(await service.apply_batch([create_request()])).ok
+    assert only_reply(await service.apply_batch([create_request()])).error.code == "queue_full"
+
+    # Releasing the claim's worker puts its run back in Scheduled (AwaitingRetry), so
+    # the queue holds three. A kept count of two would refuse too, so the service's
+    # own count is checked: it must have been read again, not moved by the batches.
+    await service.release_worker("worker-1")
+    assert await service.queue_counts() == {"tests.add": 3}
+    assert service.queued_counts.get("tests.add") is None
 
 
 async def test_bad_request_leaves_batch_neighbours(service: TransitionService) -> None:
