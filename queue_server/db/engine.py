@@ -7,6 +7,8 @@ SQLite and PostgreSQL differ here and nowhere else:
   up front; a transaction that only later upgraded its read lock could fail with
   "database is locked" halfway through a batch. Writers in one process also queue
   on an asyncio lock, so they do not spin in SQLite's busy handler against each other.
+  SQLite is called in the event loop's thread (`sqlite_inline`), which awaits a
+  lock held by another process instead of blocking the loop.
 - PostgreSQL runs at READ COMMITTED through asyncpg; a transition locks its run row
   with `SELECT ... FOR UPDATE`, which the repositories do.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from queue_server.db.sqlite_inline import connect_inline
 
 logger = logging.getLogger(__name__)
 
@@ -88,9 +92,11 @@ class Database:
         options: dict[str, Any] = {"echo": echo}
         if self.is_postgres:
             options.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+        if self.is_sqlite:
+            options["async_creator"] = _inline_creator(self.url, busy_timeout_ms)
         engine = create_async_engine(self.url, **options)
         if self.is_sqlite:
-            _configure_sqlite(engine, immediate=immediate, busy_timeout_ms=busy_timeout_ms)
+            _configure_sqlite(engine, immediate=immediate)
         return engine
 
     @asynccontextmanager
@@ -118,11 +124,28 @@ class Database:
             await self.read_engine.dispose()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, immediate: bool, busy_timeout_ms: int) -> None:
-    """Set WAL mode and the busy timeout on every connection, and choose how BEGIN reads.
+def _inline_creator(url: str, busy_timeout_ms: int) -> Callable[[], Awaitable[Any]]:
+    """Return the connection factory of a SQLite URL: SQLite called in the loop's thread.
+
+    See `queue_server.db.sqlite_inline`; a lock wait of up to `busy_timeout_ms` is
+    awaited there instead of blocking the event loop.
+    """
+    parsed = make_url(url)
+    path = parsed.database or ":memory:"
+    uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
+
+    async def connect() -> Any:
+        return await connect_inline(path, busy_timeout_seconds=busy_timeout_ms / 1000, uri=uri)
+
+    return connect
+
+
+def _configure_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
+    """Set WAL mode on every connection, and choose how BEGIN reads.
 
     pysqlite would otherwise open transactions itself, lazily and deferred, which also
     breaks SAVEPOINT; with its own transaction handling off, SQLAlchemy emits BEGIN.
+    The busy timeout is kept by the connection itself (`sqlite_inline`).
     """
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -130,7 +153,6 @@ def _configure_sqlite(engine: AsyncEngine, *, immediate: bool, busy_timeout_ms: 
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
