@@ -58,6 +58,8 @@ class EndToEndRun:
     worker_peak_rss: int
     service_cpu_seconds: float  # user + system CPU time the service used during the timed runs
     worker_cpu_seconds: float  # the same, summed over the worker processes
+    client_cpu_seconds: float  # the same for this process, which submits and waits
+    redis_cpu_seconds: float  # the redis-server's, from INFO's used_cpu_sys and used_cpu_user
     profiles: list = field(default_factory=list)  # py-spy summaries, when asked for
     # Redis commands of every process during the timed runs, by command name.
     redis_calls: dict[str, int] = field(default_factory=dict)
@@ -214,7 +216,11 @@ def measure_throughput(
                 for process in (stack.service, stack.workers[0]):
                     recorder, output = start_recording(process.name, process.pid, profile_seconds)
                     recordings.append((process.name, recorder, output))
+            client_cpu = process_cpu_seconds()
+            redis_cpu = redis_cpu_seconds(stats_client)
             seconds = submit_and_collect(tasks, runs, group)
+            client_cpu = process_cpu_seconds() - client_cpu
+            redis_cpu = redis_cpu_seconds(stats_client) - redis_cpu
             redis_calls = command_calls(stats_client)
             stats_client.close()
             profiles = [finish_recording(*recording) for recording in recordings]
@@ -226,12 +232,25 @@ def measure_throughput(
                 service_cpu_seconds=stack.service.cpu_seconds() - service_cpu,
                 worker_cpu_seconds=sum(worker.cpu_seconds() for worker in stack.workers)
                 - worker_cpu,
+                client_cpu_seconds=client_cpu,
+                redis_cpu_seconds=redis_cpu,
                 profiles=profiles,
                 redis_calls=redis_calls,
             )
     finally:
         close_client()
         config.database.drop()
+
+
+def process_cpu_seconds() -> float:
+    """User and system CPU time of this process, every thread included."""
+    times = os.times()
+    return times.user + times.system
+
+
+def redis_cpu_seconds(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:

@@ -111,16 +111,25 @@ def databases(context: Context) -> list:
     return found
 
 
+# Processes whose CPU time each end-to-end run reports, with the name the table gives.
+CPU_USERS = (
+    ("service", "service"),
+    ("worker", "worker"),
+    ("client", "submitting process"),
+    ("redis", "redis-server"),
+)
+
+
 def add_end_to_end(context: Context, section: str, key: str, label: str, run) -> None:
     results = context.results
     detail = f"N={run.runs}"
     results.add(Measurement(section, key, label, run.per_second, "runs/s", detail))
-    for process in ("service", "worker"):
+    for process, who in CPU_USERS:
         results.add(
             Measurement(
                 section,
                 f"{key}.cpu.{process}",
-                f"{label}: {process} CPU per run",
+                f"{label}: {who} CPU per run",
                 run.cpu_ms_per_run(process),
                 "ms",
                 "user + system time over the timed runs"

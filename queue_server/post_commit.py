@@ -33,10 +33,18 @@ class PostCommit:
         NOTE: an event lost to a Redis error after the commit is not sent again, so a
         listener must fall back to reading the run (futures poll for this reason).
         """
+        await self.enqueue(effects)
+        await self.publish(effects)
+
+    async def enqueue(self, effects: Any) -> None:
+        """Put the effects' jobs on their queues, which wakes the workers."""
         jobs = list(getattr(effects, "jobs", []) or [])
-        events = list(getattr(effects, "events", []) or [])
-        results = list(getattr(effects, "results", []) or [])
         if jobs:
             await self.queues.enqueue(jobs)
+
+    async def publish(self, effects: Any) -> None:
+        """Cache the effects' final runs, then publish their events."""
+        events = list(getattr(effects, "events", []) or [])
+        results = list(getattr(effects, "results", []) or [])
         if events or results:
             await self.events.publish(events, results)

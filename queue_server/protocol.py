@@ -53,12 +53,17 @@ class StateCreate(BaseModel):
     state_details: StateDetails = Field(default_factory=StateDetails)
 
     def to_state(self, now: datetime) -> State:
+        # The details' fields are immutable values except one dict, copied here; a
+        # shallow copy costs a small part of `model_copy(deep=True)`.
+        details = self.state_details.model_copy()
+        if details.run_input_keyset is not None:
+            details.run_input_keyset = dict(details.run_input_keyset)
         return State(
             type=self.type,
             name=self.name or "",
             message=self.message,
             data=self.data,
-            state_details=self.state_details.model_copy(deep=True),
+            state_details=details,
             timestamp=now,
         )
 

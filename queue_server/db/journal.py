@@ -116,7 +116,8 @@ class BatchMemory:
             if journal is not None:
                 journal.newly_updated.append(row.id)
         for name, value in values.items():
-            set_committed_value(row, name, value)
+            if getattr(row, name) != value:
+                set_committed_value(row, name, value)
 
     def add_answer(self, transition_id: UUID, answer: dict[str, Any]) -> None:
         self.answers[transition_id] = answer

@@ -292,8 +292,10 @@ class RequestConsumer:
                 await self._apply([entry])
             return
 
+        # Jobs first, so a worker starts while the replies and events are sent.
+        await self.post_commit.enqueue(outcome.effects)
         await push_replies(self.redis, self.keys, outcome.replies)
-        await self.post_commit.carry_out(outcome.effects)
+        await self.post_commit.publish(outcome.effects)
         await self._ack(entries)
 
     async def _answer_internal_error(self, entry: Entry) -> None:
