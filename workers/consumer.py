@@ -18,7 +18,7 @@ from arq.connections import ArqRedis
 from arq.worker import Worker, func
 
 from queue_server.jobs import deserialize_job, serialize_job
-from queue_server.keys import JOB_FUNCTION_NAME, Keys
+from queue_server.keys import ARQ_IN_PROGRESS_PREFIX, JOB_FUNCTION_NAME, Keys
 from workers.watcher import RedisClock
 
 logger = logging.getLogger(__name__)
@@ -97,18 +97,33 @@ class TaskKeyConsumer(Worker):
         """Start jobs while a shared slot is free, and stop at the first full slot.
 
         Waiting for a slot with this list in hand would start jobs that other workers
-        took meanwhile, or start them after shutdown began.
+        took meanwhile, or start them after shutdown began. Jobs already running here
+        or elsewhere are skipped before arq's per-job transaction (see `_not_started`).
         """
-        for job_id in job_ids:
+        for job_id in await self._not_started(job_ids):
             if not self.allow_pick_jobs:
                 return
             if self.sem.locked():
                 self.starved = True
                 return
-            if job_id.decode() in self.tasks:
-                # Already running here: skip arq's round trip that would find it in progress.
-                continue
             await super().start_jobs([job_id])
+
+    async def _not_started(self, job_ids: Sequence[bytes]) -> list[bytes]:
+        """Drop the jobs running here, and those whose arq in-progress key exists.
+
+        arq leaves a job in its queue until the job ends, so every look at the queue
+        sees the jobs other workers are running, and arq's check of each costs a
+        WATCH, EXISTS, ZSCORE and UNWATCH. One MGET of the in-progress keys finds
+        them all at once. A job that starts elsewhere after the MGET is still caught
+        by arq's own check.
+        """
+        candidates = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
+        if not candidates:
+            return []
+        markers = await self.pool.mget(
+            [ARQ_IN_PROGRESS_PREFIX + job_id.decode() for job_id in candidates]
+        )
+        return [job_id for job_id, marker in zip(candidates, markers, strict=True) if not marker]
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
