@@ -38,6 +38,7 @@ from queue_server.db.faults import storage_fault_from
 from queue_server.db.flow_runs import insert_flow_run, lock_flow_run
 from queue_server.db.journal import BatchMemory
 from queue_server.db.models import FlowRunRow, TaskRunRow
+from queue_server.db.run_records import RunRecord
 from queue_server.db.states import (
     read_flow_run_state,
     read_task_run_state,
@@ -520,7 +521,7 @@ class TransitionService:
         self._check_queue_room(run.task_key, queued)
 
         now = self.clock.now()
-        row = TaskRunRow(**new_task_run_values(run, digest, now))
+        row = RunRecord(new_task_run_values(run, digest, now))
         memory.add_new_run(row)
         scheduled = Scheduled(
             scheduled_time=run.scheduled_time or now, deferred=True, timestamp=now

@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy.orm.attributes import set_committed_value
-
 from policy.states import State
-from queue_server.db.models import TaskRunRow
 from queue_server.db.pending_writes import SNAPSHOT_COLUMNS, Mark, PendingWrites
+from queue_server.db.run_records import RunRecord
 
-CachedRun = tuple[TaskRunRow, State | None]
+CachedRun = tuple[RunRecord, State | None]
 
 
 @dataclass
@@ -28,7 +26,7 @@ class RequestJournal:
     mark: Mark
     queued: dict[str, int]
     queue_moves: dict[str, int]
-    rows: dict[UUID, tuple[TaskRunRow, dict[str, Any]]] = field(default_factory=dict)
+    rows: dict[UUID, tuple[RunRecord, dict[str, Any]]] = field(default_factory=dict)
     cached_runs: dict[UUID, CachedRun | None] = field(default_factory=dict)
     newly_updated: list[UUID] = field(default_factory=list)
     new_runs: list[UUID] = field(default_factory=list)
@@ -92,20 +90,20 @@ class BatchMemory:
             change = 1 if after.is_scheduled() else -1
             self.queue_moves[task_key] = self.queue_moves.get(task_key, 0) + change
 
-    def cache_run(self, row: TaskRunRow, state: State | None) -> None:
+    def cache_run(self, row: RunRecord, state: State | None) -> None:
         journal = self.journal
         if journal is not None and row.id not in journal.cached_runs:
             journal.cached_runs[row.id] = self.runs.get(row.id)
         self.runs[row.id] = (row, state)
 
-    def add_new_run(self, row: TaskRunRow) -> None:
+    def add_new_run(self, row: RunRecord) -> None:
         self.pending.new_runs[row.id] = row
         self.absent_runs.discard(row.id)
         if self.journal is not None:
             self.journal.new_runs.append(row.id)
         self.cache_run(row, None)
 
-    def change_row(self, row: TaskRunRow, values: dict[str, Any]) -> None:
+    def change_row(self, row: RunRecord, values: dict[str, Any]) -> None:
         """Give `row` new snapshot values, remembered for `undo` and written at the flush."""
         journal = self.journal
         if journal is not None and row.id not in journal.rows:
@@ -116,8 +114,7 @@ class BatchMemory:
             if journal is not None:
                 journal.newly_updated.append(row.id)
         for name, value in values.items():
-            if getattr(row, name) != value:
-                set_committed_value(row, name, value)
+            setattr(row, name, value)
 
     def add_answer(self, transition_id: UUID, answer: dict[str, Any]) -> None:
         self.answers[transition_id] = answer
@@ -132,7 +129,7 @@ class BatchMemory:
         self.pending.undo_to(journal.mark)
         for row, values in journal.rows.values():
             for name, value in values.items():
-                set_committed_value(row, name, value)
+                setattr(row, name, value)
         for run_id in journal.newly_updated:
             self.pending.updated_runs.pop(run_id, None)
         for run_id in journal.new_runs:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from queue_server.db.decisions import INSERT_DECISION
 from queue_server.db.models import TaskRunRow
+from queue_server.db.run_records import RunRecord
 from queue_server.db.states import INSERT_RESULT, INSERT_TASK_RUN_STATE
 
 TASK_RUNS = TaskRunRow.__table__
@@ -65,13 +66,13 @@ class Mark:
 class PendingWrites:
     """The rows of one batch waiting for `flush`.
 
-    `new_runs` and `updated_runs` hold the row objects themselves: their attributes
+    `new_runs` and `updated_runs` hold the run records themselves: their attributes
     at flush time are what is written, so a run changed twice in a batch is written
     once, with its last snapshot.
     """
 
-    new_runs: dict[UUID, TaskRunRow] = field(default_factory=dict)
-    updated_runs: dict[UUID, TaskRunRow] = field(default_factory=dict)
+    new_runs: dict[UUID, RunRecord] = field(default_factory=dict)
+    updated_runs: dict[UUID, RunRecord] = field(default_factory=dict)
     results: list[dict[str, Any]] = field(default_factory=list)
     states: list[dict[str, Any]] = field(default_factory=list)
     decisions: list[dict[str, Any]] = field(default_factory=list)
@@ -122,5 +123,5 @@ class PendingWrites:
         self.decisions.clear()
 
 
-def _values(row: TaskRunRow, columns: tuple[str, ...]) -> dict[str, Any]:
+def _values(row: RunRecord, columns: tuple[str, ...]) -> dict[str, Any]:
     return {name: getattr(row, name) for name in columns}

@@ -69,39 +69,6 @@ async def lock_task_run_with_state(
     return row, state_from_row(state_row, result_row)
 
 
-LOCK_TASK_RUNS_WITH_STATE = (
-    select(TaskRunRow, TaskRunStateRow, ResultRow)
-    .outerjoin(TaskRunStateRow, TaskRunStateRow.id == TaskRunRow.state_id)
-    .outerjoin(ResultRow, ResultRow.id == TaskRunStateRow.result_id)
-    .where(TaskRunRow.id.in_(bindparam("run_ids", expanding=True)))
-    .order_by(TaskRunRow.id)
-    .with_for_update(of=TaskRunRow)
-    .execution_options(populate_existing=True)
-)
-
-
-async def lock_task_runs_with_state(
-    session: AsyncSession, run_ids: list[UUID]
-) -> dict[UUID, tuple[TaskRunRow, State | None]]:
-    """Lock many task runs in run-id order with one query, as `lock_task_run_with_state` does.
-
-    Runs that do not exist are missing from the result. A state the statement's
-    snapshot could not join (see `lock_task_run_with_state`) is read again on its own.
-    """
-    if not run_ids:
-        return {}
-    found = await session.execute(LOCK_TASK_RUNS_WITH_STATE, {"run_ids": sorted(set(run_ids))})
-    locked: dict[UUID, tuple[TaskRunRow, State | None]] = {}
-    for row, state_row, result_row in found:
-        if row.state_id is None:
-            locked[row.id] = (row, None)
-        elif state_row is None or state_row.id != row.state_id:
-            locked[row.id] = (row, await read_task_run_state(session, row.state_id))
-        else:
-            locked[row.id] = (row, state_from_row(state_row, result_row))
-    return locked
-
-
 async def insert_task_run(session: AsyncSession, values: dict[str, Any]) -> bool:
     """Insert a new task run; return False when a run with that id already exists."""
     return await insert_if_absent(session, TaskRunRow, values)

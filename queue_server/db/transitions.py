@@ -52,6 +52,7 @@ from queue_server.db.flow_runs import lock_flow_run
 from queue_server.db.journal import BatchMemory, CachedRun
 from queue_server.db.models import TaskRunRow
 from queue_server.db.pending_writes import UPDATE_TASK_RUN, Mark
+from queue_server.db.run_records import lock_run_records
 from queue_server.db.states import read_flow_run_state
 from queue_server.db.storage import (
     EventCollector,
@@ -60,11 +61,7 @@ from queue_server.db.storage import (
     SqlFlowRunReader,
     SqlStateRecorder,
 )
-from queue_server.db.task_runs import (
-    lock_task_run_with_state,
-    lock_task_runs_with_state,
-    task_run_view,
-)
+from queue_server.db.task_runs import lock_task_run_with_state, task_run_view
 from queue_server.errors import not_found
 from queue_server.jobs import JobSpec
 from queue_server.protocol import Envelope, OrchestrationResultView, StateEvent, TaskRunView
@@ -166,7 +163,7 @@ class Transitions:
 
         Later look-ups of these ids on the deferred path then cost no query.
         """
-        locked = await lock_task_runs_with_state(self.session, run_ids)
+        locked = await lock_run_records(self.session, run_ids)
         for row, state in locked.values():
             self.memory.runs[row.id] = (row, state)
         self.memory.absent_runs.update(set(run_ids) - set(locked))
@@ -179,21 +176,21 @@ class Transitions:
             await self.memory.pending.flush(self.session)
 
     async def _locked_run(self, run_id: UUID) -> CachedRun | tuple[None, None]:
-        memory = self.memory
-        if self.deferred:
-            cached = memory.runs.get(run_id)
-            if cached is not None:
-                return cached
-            if run_id in memory.absent_runs:
-                return None, None
-        row, state = await lock_task_run_with_state(self.session, run_id)
+        """Lock a run: an ORM row on the direct path, a `RunRecord` on the deferred one."""
         if not self.deferred:
-            return row, state
-        if row is None:
+            return await lock_task_run_with_state(self.session, run_id)
+        memory = self.memory
+        cached = memory.runs.get(run_id)
+        if cached is not None:
+            return cached
+        if run_id in memory.absent_runs:
+            return None, None
+        found = (await lock_run_records(self.session, [run_id])).get(run_id)
+        if found is None:
             memory.absent_runs.add(run_id)
-        else:
-            memory.runs[run_id] = (row, state)
-        return row, state
+            return None, None
+        memory.runs[run_id] = found
+        return found
 
     async def _stored_answer(self, transition_id: UUID) -> dict[str, Any] | None:
         answer = self.memory.answers.get(transition_id)

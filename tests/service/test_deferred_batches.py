@@ -11,7 +11,7 @@ from sqlalchemy import event
 from policy.states import Scheduled
 from queue_server.db.engine import Database
 from queue_server.db.journal import BatchMemory
-from queue_server.db.models import TaskRunRow
+from queue_server.db.run_records import RunRecord
 from queue_server.db.states import task_run_state_values
 from queue_server.service import TransitionService
 from tests.service.requests import claim_request, create_request, propose_request
@@ -123,7 +123,7 @@ async def test_statement_error_on_deferred_path_applies_batch_again(
 @pytest.mark.unit
 def test_undo_puts_back_what_the_request_changed() -> None:
     memory = BatchMemory()
-    kept = TaskRunRow(id=uuid4(), run_count=0, state_name="Scheduled", tags=[])
+    kept = RunRecord({"id": uuid4(), "run_count": 0, "state_name": "Scheduled", "tags": []})
     memory.cache_run(kept, None)
     memory.begin_request()
     memory.change_row(kept, {"run_count": 1, "state_name": "Running"})
@@ -131,7 +131,7 @@ def test_undo_puts_back_what_the_request_changed() -> None:
     memory.pending.decisions.append({"run_id": kept.id})
     memory.pending.add_state(*task_run_state_values(kept.id, Scheduled(), kept.created))
     memory.cache_run(kept, Scheduled())
-    new = TaskRunRow(id=uuid4(), run_count=0, tags=[])
+    new = RunRecord({"id": uuid4(), "run_count": 0, "tags": []})
     memory.add_new_run(new)
     memory.queued["tests.add"] = 7
 
