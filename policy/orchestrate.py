@@ -60,24 +60,48 @@ async def orchestrate(
 # Step classes by (policy, intended from type, intended to type, is a task run), so
 # each policy's rule list is filtered once per transition rather than per proposal.
 # Policies are frozen and few, so the cache stays small. It assumes that a rule
-# class's FROM_STATES and TO_STATES do not change after its first use.
+# class's FROM_STATES and TO_STATES do not change after its first use. Each class
+# comes with what the two loops below need to know of it, worked out once.
 _compiled_steps: dict[
     tuple[OrchestrationPolicy, StateType | None, StateType | None, bool],
-    tuple[tuple[type[Step], bool], ...],
+    tuple[StepClass, ...],
 ] = {}
 
 
-def _compile(context: OrchestrationContext, policy: OrchestrationPolicy) -> list[Step]:
+class StepClass:
+    """A step class of a compiled policy, with the hooks it overrides."""
+
+    __slots__ = ("step_class", "is_transform", "has_before", "has_after", "has_cleanup")
+
+    def __init__(self, step_class: type[Step], is_transform: bool) -> None:
+        base = BaseUniversalTransform if is_transform else BaseOrchestrationRule
+        self.step_class = step_class
+        self.is_transform = is_transform
+        # A hook the class does not override is the base class's no-op: skipping it
+        # saves a coroutine per step.
+        self.has_before = step_class.before_transition is not base.before_transition
+        self.has_after = step_class.after_transition is not base.after_transition
+        self.has_cleanup = not is_transform and step_class.cleanup is not base.cleanup
+
+
+def _compile(
+    context: OrchestrationContext, policy: OrchestrationPolicy
+) -> list[tuple[Step, StepClass]]:
     from_type, to_type = context.intended_transition
     is_task = isinstance(context, TaskOrchestrationContext)
     key = (policy, from_type, to_type, is_task)
-    step_classes = _compiled_steps.get(key)
-    if step_classes is None:
-        step_classes = _select_step_classes(policy, from_type, to_type, is_task)
-        _compiled_steps[key] = step_classes
+    kinds = _compiled_steps.get(key)
+    if kinds is None:
+        kinds = _select_step_classes(policy, from_type, to_type, is_task)
+        _compiled_steps[key] = kinds
     return [
-        step_class(context) if is_transform else step_class(context, from_type, to_type)
-        for step_class, is_transform in step_classes
+        (
+            kind.step_class(context)
+            if kind.is_transform
+            else kind.step_class(context, from_type, to_type),
+            kind,
+        )
+        for kind in kinds
     ]
 
 
@@ -86,60 +110,69 @@ def _select_step_classes(
     from_type: StateType | None,
     to_type: StateType | None,
     is_task: bool,
-) -> tuple[tuple[type[Step], bool], ...]:
-    """Return the policy's steps for a transition, each with whether it is a transform."""
-    selected: list[tuple[type[Step], bool]] = []
+) -> tuple[StepClass, ...]:
+    """Return the policy's steps for a transition, each with the hooks it overrides."""
+    selected: list[StepClass] = []
     for rule_class in policy.rules:
         if issubclass(rule_class, BaseUniversalTransform):
-            selected.append((rule_class, True))
+            selected.append(StepClass(rule_class, True))
         elif rule_class.applies_to(from_type, to_type):
-            selected.append((rule_class, False))
+            selected.append(StepClass(rule_class, False))
 
     transforms = GLOBAL_TASK_TRANSFORMS if is_task else GLOBAL_FLOW_TRANSFORMS
-    selected.extend((transform_class, True) for transform_class in transforms)
+    selected.extend(StepClass(transform_class, True) for transform_class in transforms)
     return tuple(selected)
 
 
-# The two loops below skip a hook that the step's class does not override, because it
-# is the base class's no-op and skipping it saves a coroutine per step. For the same
-# reason a step with nothing to do on exit is not kept for the exit loop.
+# The two loops below skip a hook that the step's class does not override. A step with
+# nothing to do on exit is not kept for the exit loop. Every compiled rule applies to
+# the intended transition. A rule is therefore invalid on entry exactly when the
+# current transition differs from the one it was compiled for. Only a hook can change
+# the current transition, so it is read again only after a hook ran.
 
 
-async def _enter_steps(steps: list[Step], context: OrchestrationContext) -> list[Step]:
+async def _enter_steps(
+    steps: list[tuple[Step, StepClass]], context: OrchestrationContext
+) -> list[tuple[Step, StepClass]]:
     """Run the before-hooks in order until one raises, and return the steps to exit."""
-    to_exit: list[Step] = []
-    for step in steps:
+    to_exit: list[tuple[Step, StepClass]] = []
+    transition = context.transition()
+    for planned in steps:
         if context.orchestration_error is not None:
             break
-        step_class = type(step)
+        step, kind = planned
         try:
-            if isinstance(step, BaseUniversalTransform):
-                if step_class.after_transition is not BaseUniversalTransform.after_transition:
-                    to_exit.append(step)
-                if step_class.before_transition is not BaseUniversalTransform.before_transition:
+            if kind.is_transform:
+                if kind.has_after:
+                    to_exit.append(planned)
+                if kind.has_before:
                     await step.before_transition(context)
+                    transition = context.transition()
                 continue
 
-            step.invalid_on_entry = step.is_invalid()
+            step.invalid_on_entry = transition != (step.from_type, step.to_type)
             if step.invalid_on_entry:
                 continue
-            to_exit.append(step)
-            context.rule_signature.append(step_class.__name__)
-            if step_class.before_transition is not BaseOrchestrationRule.before_transition:
+            to_exit.append(planned)
+            context.rule_signature.append(kind.step_class.__name__)
+            if kind.has_before:
                 await step.before_transition(context.initial_state, context.proposed_state, context)
+                transition = context.transition()
         except StorageFault:
             raise
         except Exception as exc:  # noqa: BLE001 - any rule error becomes an ABORT answer
             _abort_on_error(context, step.name, exc)
+            transition = context.transition()
     return to_exit
 
 
-async def _exit_steps(to_exit: list[Step], context: OrchestrationContext) -> None:
+async def _exit_steps(
+    to_exit: list[tuple[Step, StepClass]], context: OrchestrationContext
+) -> None:
     """Run the after-hooks, or the cleanups of fizzled rules, in reverse order."""
-    for step in reversed(to_exit):
-        step_class = type(step)
+    for step, kind in reversed(to_exit):
         try:
-            if isinstance(step, BaseUniversalTransform):
+            if kind.is_transform:
                 if context.orchestration_error is None:
                     await step.after_transition(context)
                 continue
@@ -148,12 +181,12 @@ async def _exit_steps(to_exit: list[Step], context: OrchestrationContext) -> Non
             if step.decided and not fizzled:
                 continue
             if context.orchestration_error is not None or fizzled:
-                if step_class.cleanup is not BaseOrchestrationRule.cleanup:
+                if kind.has_cleanup:
                     await step.cleanup(context.initial_state, context.validated_state, context)
                 continue
-            if step_class.after_transition is not BaseOrchestrationRule.after_transition:
+            if kind.has_after:
                 await step.after_transition(context.initial_state, context.validated_state, context)
-            context.finalization_signature.append(step_class.__name__)
+            context.finalization_signature.append(kind.step_class.__name__)
         except StorageFault:
             raise
         except Exception as exc:  # noqa: BLE001 - any rule error becomes an ABORT answer
