@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -14,6 +15,7 @@ from queue_server.db.journal import BatchMemory
 from queue_server.db.run_records import RunRecord
 from queue_server.db.states import task_run_state_values
 from queue_server.service import TransitionService
+from queue_server.settings import Settings
 from tests.service.requests import claim_request, create_request, propose_request
 
 LIFECYCLE = ["SCHEDULED", "PENDING", "RUNNING", "COMPLETED"]
@@ -87,6 +89,32 @@ async def test_run_created_twice_in_one_batch_exists_once(service: TransitionSer
         )
     )
     assert first.result["orchestration"] == again.result["orchestration"]
+    assert len(await service.read_states(run_id)) == 1
+    assert len(await service.read_decisions(run_id)) == 1
+
+
+async def test_replicas_creating_one_run_at_once_make_it_once(
+    service: TransitionService, migrated_url: str, settings: Settings
+) -> None:
+    # On PostgreSQL the replicas that lose the race fail the flush's INSERT on the run
+    # id and apply their batch again on the direct path; on SQLite they wait for the
+    # write lock and find the first replica's decision by transition id.
+    run_id, transition_id = uuid4(), uuid4()
+    databases = [Database(migrated_url) for _ in range(5)]
+    replicas = [TransitionService(database, settings) for database in databases]
+    try:
+        outcomes = await asyncio.gather(
+            *(
+                replica.apply_batch([create_request(run_id, transition_id=transition_id)])
+                for replica in replicas
+            )
+        )
+    finally:
+        for database in databases:
+            await database.dispose()
+
+    replies = [reply for outcome in outcomes for reply in replies_of(outcome)]
+    assert len({str(reply.result["orchestration"]) for reply in replies}) == 1
     assert len(await service.read_states(run_id)) == 1
     assert len(await service.read_decisions(run_id)) == 1
 
