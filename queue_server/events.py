@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from queue_server.keys import Keys
 from queue_server.protocol import StateEvent, TaskRunView
@@ -33,19 +34,28 @@ class EventPublisher:
         if not events and not results:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for view in results:
-                # The value of an unpersisted result lives only in this key, written by
-                # the worker; NX keeps the service's view without it from replacing it.
-                pipe.set(
-                    self.keys.result(view.id),
-                    view.model_dump_json(),
-                    ex=self.result_cache_ttl,
-                    nx=_is_unpersisted(view),
-                )
-            for event in events:
-                pipe.publish(self.keys.events, event.model_dump_json())
+            self.add_to(pipe, events, results)
             await pipe.execute()
-        logger.debug("published %d state events and cached %d results", len(events), len(results))
+
+    def add_to(
+        self, pipe: Pipeline, events: Sequence[StateEvent], results: Sequence[TaskRunView] = ()
+    ) -> None:
+        """Queue `publish`'s commands on `pipe`, for a caller that sends more in one trip."""
+        for view in results:
+            # The value of an unpersisted result lives only in this key, written by
+            # the worker; NX keeps the service's view without it from replacing it.
+            pipe.set(
+                self.keys.result(view.id),
+                view.model_dump_json(),
+                ex=self.result_cache_ttl,
+                nx=_is_unpersisted(view),
+            )
+        for event in events:
+            pipe.publish(self.keys.events, event.model_dump_json())
+        if events or results:
+            logger.debug(
+                "publishing %d state events and caching %d results", len(events), len(results)
+            )
 
     async def cached_result(self, run_id: object) -> TaskRunView | None:
         """Return the cached final view of a run, or None when it is not cached."""

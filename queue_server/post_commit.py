@@ -48,3 +48,9 @@ class PostCommit:
         results = list(getattr(effects, "results", []) or [])
         if events or results:
             await self.events.publish(events, results)
+
+    def add_publish(self, pipe: Any, effects: Any) -> None:
+        """Queue `publish`'s commands on `pipe`, for a caller that sends more in one trip."""
+        events = list(getattr(effects, "events", []) or [])
+        results = list(getattr(effects, "results", []) or [])
+        self.events.add_to(pipe, events, results)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -85,11 +86,16 @@ async def push_replies(
     if not replies:
         return
     async with redis.pipeline(transaction=False) as pipe:
-        for client_id, reply in replies:
-            name = keys.reply(client_id)
-            pipe.lpush(name, reply.model_dump_json())
-            pipe.expire(name, REPLY_LIST_TTL_SECONDS)
+        add_replies(pipe, keys, replies)
         await pipe.execute()
+
+
+def add_replies(pipe: Pipeline, keys: Keys, replies: Sequence[tuple[str, Reply]]) -> None:
+    """Queue `push_replies`'s commands on `pipe`."""
+    for client_id, reply in replies:
+        name = keys.reply(client_id)
+        pipe.lpush(name, reply.model_dump_json())
+        pipe.expire(name, REPLY_LIST_TTL_SECONDS)
 
 
 class RequestConsumer:
@@ -292,11 +298,14 @@ class RequestConsumer:
                 await self._apply([entry])
             return
 
-        # Jobs first, so a worker starts while the replies and events are sent.
+        # Jobs first, so a worker starts while the rest is sent. The replies, the
+        # events and the acknowledgement then go in one round trip, in that order.
         await self.post_commit.enqueue(outcome.effects)
-        await push_replies(self.redis, self.keys, outcome.replies)
-        await self.post_commit.publish(outcome.effects)
-        await self._ack(entries)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            add_replies(pipe, self.keys, outcome.replies)
+            self.post_commit.add_publish(pipe, outcome.effects)
+            pipe.xack(self.keys.requests, CONSUMER_GROUP, *[entry.entry_id for entry in entries])
+            await pipe.execute()
 
     async def _answer_internal_error(self, entry: Entry) -> None:
         # Only a bug gets here, because the service turns rule errors into ABORT and
