@@ -91,10 +91,17 @@ async def push_replies(
 
 
 def add_replies(pipe: Pipeline, keys: Keys, replies: Sequence[tuple[str, Reply]]) -> None:
-    """Queue `push_replies`'s commands on `pipe`."""
+    """Queue `push_replies`'s commands on `pipe`: one LPUSH and one EXPIRE per client.
+
+    LPUSH with several values pushes them one after another, so the list ends as it
+    would after one LPUSH per reply.
+    """
+    by_client: dict[str, list[str]] = {}
     for client_id, reply in replies:
+        by_client.setdefault(client_id, []).append(reply.model_dump_json())
+    for client_id, bodies in by_client.items():
         name = keys.reply(client_id)
-        pipe.lpush(name, reply.model_dump_json())
+        pipe.lpush(name, *bodies)
         pipe.expire(name, REPLY_LIST_TTL_SECONDS)
 
 
