@@ -124,12 +124,12 @@ def add_end_to_end(context: Context, section: str, key: str, label: str, run) ->
     results = context.results
     detail = f"N={run.runs}"
     results.add(Measurement(section, key, label, run.per_second, "runs/s", detail))
-    for process, who in CPU_USERS:
+    for process, process_label in CPU_USERS:
         results.add(
             Measurement(
                 section,
                 f"{key}.cpu.{process}",
-                f"{label}: {who} CPU per run",
+                f"{label}: {process_label} CPU per run",
                 run.cpu_ms_per_run(process),
                 "ms",
                 "user + system time over the timed runs"

@@ -44,13 +44,14 @@ class PostCommit:
 
     async def publish(self, effects: Any) -> None:
         """Cache the effects' final runs, then publish their events."""
-        events = list(getattr(effects, "events", []) or [])
-        results = list(getattr(effects, "results", []) or [])
-        if events or results:
-            await self.events.publish(events, results)
+        await self.events.publish(*_events_and_results(effects))
 
     def add_publish(self, pipe: Any, effects: Any) -> None:
         """Queue `publish`'s commands on `pipe`, for a caller that sends more in one trip."""
-        events = list(getattr(effects, "events", []) or [])
-        results = list(getattr(effects, "results", []) or [])
-        self.events.add_to(pipe, events, results)
+        self.events.add_to(pipe, *_events_and_results(effects))
+
+
+def _events_and_results(effects: Any) -> tuple[list[Any], list[Any]]:
+    events = list(getattr(effects, "events", []) or [])
+    results = list(getattr(effects, "results", []) or [])
+    return events, results

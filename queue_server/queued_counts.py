@@ -2,7 +2,7 @@
 
 Every create checks its task key's queue against `TASKGATE_MAX_QUEUED_PER_TASK_KEY`.
 Counting the key's Scheduled runs is an index scan as long as the queue, so the
-service counts a key at most once per `MAX_AGE_SECONDS`. In between it adds the runs
+service reuses a key's count for up to `MAX_AGE_SECONDS`. In between it adds the runs
 its own batches moved into Scheduled and subtracts those they moved out. Changes made
 by other replicas are seen at the next count.
 """
@@ -37,9 +37,6 @@ class QueuedCounts:
         entry = self._counts.get(task_key)
         if entry is not None:
             self._counts[task_key] = (entry[0] + change, entry[1])
-
-    def forget(self, task_key: str) -> None:
-        self._counts.pop(task_key, None)
 
     def clear(self) -> None:
         """Forget every count, after changes this service did not follow one by one."""

@@ -460,7 +460,6 @@ class TransitionService:
             return await self._create_new_task_run(transitions, run, transition_id, digest)
         row = await lock_task_run(session, run.id)
         if row is None:
-            self.queued_counts.forget(run.task_key)
             self._check_queue_room(run.task_key, await count_queued(session, run.task_key))
             now = self.clock.now()
             inserted = await insert_task_run(session, new_task_run_values(run, digest, now))
@@ -510,9 +509,9 @@ class TransitionService:
         if run.tags or run.cache_key or run.refresh_cache or run.flow_run_id is not None:
             raise NeedsDirectWrites("a run with tags, a cache key or a parent flow run")
         memory = transitions.memory
-        # A resend is known by its transition id, or by its run locked in this batch. A
-        # run id that exists with a new transition id fails the flush's INSERT, and the
-        # batch is then applied again on the direct path, which answers it.
+        # A resend is found by its transition id, or by its run locked in this batch. A
+        # run id that exists with a new transition id fails the flush's INSERT, so the
+        # batch is applied again on the direct path, which replies to it.
         if transition_id in memory.answers or run.id in memory.runs:
             raise NeedsDirectWrites("a resent create")
         queued = memory.queued_now(run.task_key)

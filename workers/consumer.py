@@ -111,8 +111,8 @@ class TaskKeyConsumer(Worker):
     async def _not_started(self, job_ids: Sequence[bytes]) -> list[bytes]:
         """Drop the jobs running here, and those whose arq in-progress key exists.
 
-        arq leaves a job in its queue until the job ends, so every look at the queue
-        sees the jobs other workers are running, and arq's check of each costs a
+        arq leaves a job in its queue until the job ends, so every read of the queue
+        returns the jobs other workers are running. arq's check of each costs a
         WATCH, EXISTS, ZSCORE and UNWATCH. One MGET of the in-progress keys finds
         them all at once. A job that starts elsewhere after the MGET is still caught
         by arq's own check.

@@ -19,6 +19,7 @@ from policy.runs import FlowRun, TaskRun
 from policy.states import State
 from queue_server.db.pending_writes import PendingWrites
 from queue_server.db.states import task_run_state_values
+from queue_server.db.storage import last_written_state
 
 
 class NeedsDirectWrites(StorageFault):
@@ -28,8 +29,8 @@ class NeedsDirectWrites(StorageFault):
     turning it into ABORT; the service catches it first and never treats it as a fault.
     """
 
-    def __init__(self, what: str) -> None:
-        super().__init__(f"{what} needs the direct write path")
+    def __init__(self, need: str) -> None:
+        super().__init__(f"{need} needs the direct write path")
 
 
 class DeferredStateRecorder:
@@ -48,10 +49,7 @@ class DeferredStateRecorder:
 
     def written_state(self, run_id: UUID) -> State | None:
         """Return the last state written for `run_id`, or None when nothing was."""
-        for run, state in reversed(self.written):
-            if run.id == run_id:
-                return state
-        return None
+        return last_written_state(self.written, run_id)
 
 
 class NoCacheStore:
@@ -68,7 +66,7 @@ class NoCacheStore:
 
 
 class NoSlots:
-    """The concurrency slots of an untagged run, which never holds one."""
+    """The concurrency slots of an untagged run, which never takes one."""
 
     async def read_limits(self, tags: list[str]) -> list[ConcurrencyLimit]:
         if tags:

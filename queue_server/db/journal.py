@@ -35,13 +35,13 @@ class RequestJournal:
 
 @dataclass
 class BatchMemory:
-    """What a batch knows beyond SQL: locked runs, decided transitions, pending rows.
+    """The batch's state kept outside SQL: locked runs, decided transitions, pending rows.
 
     - `runs`: each run locked in this batch, with its current state, as the batch left it;
     - `absent_runs`: run ids looked up in this batch and not found;
     - `answers`: the reply of each transition id decided, in SQL or in this batch;
     - `looked_up`: transition ids whose decision was looked up at the start of the batch,
-      so a missing answer means "never decided" with no query;
+      so a missing reply means "never decided" with no query;
     - `queued`: Scheduled runs per task key when first needed in this batch, not
       counting `queue_moves`;
     - `queue_moves`: per task key, runs that entered Scheduled less runs that left

@@ -19,30 +19,21 @@ from uuid import UUID
 from sqlalchemy import bindparam
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from queue_server.db.convert import SNAPSHOT_FIELDS
 from queue_server.db.decisions import INSERT_DECISION
-from queue_server.db.models import TaskRunRow
-from queue_server.db.run_records import RunRecord
+from queue_server.db.run_records import RUN_COLUMNS, TASK_RUNS, RunRecord
 from queue_server.db.states import INSERT_RESULT, INSERT_TASK_RUN_STATE
 
-TASK_RUNS = TaskRunRow.__table__
 INSERT_TASK_RUN = TASK_RUNS.insert()
 UPDATE_TASK_RUN = TASK_RUNS.update().where(TASK_RUNS.c.id == bindparam("updated_run_id"))
 
-# The columns a transition may change; a snapshot write sets all of them, so every
-# row of one executemany binds the same parameters.
+# The columns a transition may change: the policy's snapshot fields and the columns
+# the service sets beside them. A snapshot write sets all of them, so every row of
+# one executemany binds the same parameters.
 SNAPSHOT_COLUMNS = (
-    "name",
+    *SNAPSHOT_FIELDS,
     "tags",
-    "state_id",
     "state_type",
-    "state_name",
-    "state_timestamp",
-    "run_count",
-    "start_time",
-    "end_time",
-    "total_run_time",
-    "expected_start_time",
-    "next_scheduled_start_time",
     "updated",
     "empirical_policy",
     "flow_run_run_count",
@@ -50,7 +41,6 @@ SNAPSHOT_COLUMNS = (
     "worker_id",
     "cache_key",
 )
-ALL_COLUMNS = tuple(column.key for column in TASK_RUNS.columns)
 
 
 @dataclass(frozen=True)
@@ -99,7 +89,7 @@ class PendingWrites:
     async def flush(self, session: AsyncSession) -> None:
         """Send every pending row, one executemany per table, and forget them."""
         if self.new_runs:
-            rows = [_values(row, ALL_COLUMNS) for row in self.new_runs.values()]
+            rows = [_values(row, RUN_COLUMNS) for row in self.new_runs.values()]
             await session.execute(INSERT_TASK_RUN, rows)
         if self.results:
             await session.execute(INSERT_RESULT, self.results)

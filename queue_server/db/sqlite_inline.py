@@ -1,9 +1,9 @@
 """A SQLite connection for SQLAlchemy's async engine that calls SQLite in the event loop's thread.
 
-aiosqlite runs each call in its own thread and hands the answer back through the event
+aiosqlite runs each call in its own thread and returns the result through the event
 loop, and SQLAlchemy makes three or four such calls per statement. On this project's
 benchmark machine that cost about 0.37 ms of wall time per statement, while SQLite
-itself answers a statement on a local file in microseconds. `connect_inline` returns
+itself runs a statement on a local file in microseconds. `connect_inline` returns
 an object with the methods of an aiosqlite connection that SQLAlchemy's aiosqlite
 dialect calls, each of which runs SQLite at once, so a statement costs no thread hop.
 
@@ -11,6 +11,9 @@ The one call that may wait is a lock: `BEGIN IMMEDIATE` while another connection
 writes. SQLite's own busy handler would block the event loop for that wait, so it is
 turned off (`PRAGMA busy_timeout=0`) and a busy call is retried here after an
 `asyncio.sleep`, with a growing delay, until `busy_timeout_seconds` have passed.
+
+NOTE: every other statement runs to its end in the loop's thread, so a long one (a
+large DELETE of the decision pruner, say) stalls the loop for as long as it takes.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 FIRST_RETRY_SECONDS = 0.001
-LONGEST_RETRY_SECONDS = 0.05
+MAX_RETRY_SECONDS = 0.05
 
 
 async def connect_inline(
@@ -39,7 +42,7 @@ async def connect_inline(
 
 
 async def call_when_free(call: Callable[[], T], busy_timeout_seconds: float) -> T:
-    """Run `call`; while SQLite answers "database is locked", sleep and run it again."""
+    """Run `call`; while SQLite reports "database is locked", sleep and run it again."""
     deadline: float | None = None
     delay = FIRST_RETRY_SECONDS
     while True:
@@ -53,7 +56,7 @@ async def call_when_free(call: Callable[[], T], busy_timeout_seconds: float) -> 
             if now >= deadline:
                 raise
         await asyncio.sleep(delay)
-        delay = min(delay * 2, LONGEST_RETRY_SECONDS)
+        delay = min(delay * 2, MAX_RETRY_SECONDS)
 
 
 def _is_busy(error: sqlite3.OperationalError) -> bool:
@@ -109,7 +112,7 @@ class InlineConnection:
 
 
 class _CursorOpener:
-    """What `InlineConnection.cursor()` returns: SQLAlchemy enters it with `__aenter__`."""
+    """The result of `InlineConnection.cursor()`, which SQLAlchemy enters with `__aenter__`."""
 
     def __init__(self, connection: InlineConnection) -> None:
         self.connection = connection

@@ -199,10 +199,17 @@ class SqlStateRecorder:
 
     def written_state(self, run_id: UUID) -> State | None:
         """Return the last state written for `run_id`, or None when nothing was."""
-        for run, state in reversed(self.written):
-            if run.id == run_id:
-                return state
-        return None
+        return last_written_state(self.written, run_id)
+
+
+def last_written_state(
+    written: list[tuple[TaskRun | FlowRun, State]], run_id: UUID
+) -> State | None:
+    """Return the last state in `written` that belongs to `run_id`, or None."""
+    for run, state in reversed(written):
+        if run.id == run_id:
+            return state
+    return None
 
 
 class EventCollector:

@@ -4,7 +4,7 @@
 the run, returns the stored decision for a transition id decided before, runs the
 policy, writes the run's snapshot back and stores the decision. An ABORT, whether a
 rule decided it or a rule raised, takes back everything of the transition except the
-decision itself. On the direct path that is a savepoint rollback; on the deferred
+decision itself. On the direct path that is a savepoint rollback. On the deferred
 path, where rows wait for one flush per batch, it drops the transition's pending rows.
 What must happen after the commit (jobs to enqueue, events to publish, final runs to
 cache) is returned as `Effects`.
@@ -354,10 +354,10 @@ class Transitions:
     ) -> None:
         """Write the run's new snapshot to its row.
 
-        The loaded row gets the same values as committed ones, so the session has
-        nothing to flush for it. The direct path sends one Core UPDATE at once, which
-        costs less than the unit of work would; the deferred path leaves the row to the
-        batch's flush.
+        The direct path sends one Core UPDATE at once, which costs less than the unit
+        of work would. The loaded row gets the same values as committed ones, so the
+        session has nothing to flush for it. The deferred path changes the run record
+        in memory and leaves the write to the batch's flush.
         """
         values = task_run_column_values(run)
         values["updated"] = self.clock.now()
@@ -424,7 +424,7 @@ class Transitions:
 
 @dataclass
 class TransitionScope:
-    """What takes one transition back: its savepoint on the direct path, else a mark."""
+    """The undo scope of one transition: its savepoint on the direct path, else a mark."""
 
     transitions: Transitions
     savepoint: Any = None

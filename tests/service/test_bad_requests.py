@@ -183,8 +183,8 @@ async def test_claim_and_release_move_the_count(
     assert only_reply(await service.apply_batch([create_request()])).error.code == "queue_full"
 
     # Releasing the claim's worker puts its run back in Scheduled (AwaitingRetry), so
-    # the queue holds three. A kept count of two would refuse too, so the service's
-    # own count is checked: it must have been read again, not moved by the batches.
+    # the queue contains three. A kept count of two would reject the create too, so
+    # the service's kept count is checked: it must be dropped, to be read again.
     await service.release_worker("worker-1")
     assert await service.queue_counts() == {"tests.add": 3}
     assert service.queued_counts.get("tests.add") is None

@@ -93,12 +93,12 @@ async def test_run_created_twice_in_one_batch_exists_once(service: TransitionSer
     assert len(await service.read_decisions(run_id)) == 1
 
 
-async def test_replicas_creating_one_run_at_once_make_it_once(
+async def test_concurrent_replica_creates_once(
     service: TransitionService, migrated_url: str, settings: Settings
 ) -> None:
     # On PostgreSQL the replicas that lose the race fail the flush's INSERT on the run
-    # id and apply their batch again on the direct path; on SQLite they wait for the
-    # write lock and find the first replica's decision by transition id.
+    # id, so they apply their batch again on the direct path. On SQLite they wait for
+    # the write lock and find the first replica's decision by transition id.
     run_id, transition_id = uuid4(), uuid4()
     databases = [Database(migrated_url) for _ in range(5)]
     replicas = [TransitionService(database, settings) for database in databases]
@@ -151,22 +151,22 @@ async def test_statement_error_on_deferred_path_applies_batch_again(
 @pytest.mark.unit
 def test_undo_puts_back_what_the_request_changed() -> None:
     memory = BatchMemory()
-    kept = RunRecord({"id": uuid4(), "run_count": 0, "state_name": "Scheduled", "tags": []})
-    memory.cache_run(kept, None)
+    existing = RunRecord({"id": uuid4(), "run_count": 0, "state_name": "Scheduled", "tags": []})
+    memory.cache_run(existing, None)
     memory.begin_request()
-    memory.change_row(kept, {"run_count": 1, "state_name": "Running"})
+    memory.change_row(existing, {"run_count": 1, "state_name": "Running"})
     memory.add_answer(uuid4(), {"status": "ACCEPT"})
-    memory.pending.decisions.append({"run_id": kept.id})
-    memory.pending.add_state(*task_run_state_values(kept.id, Scheduled(), kept.created))
-    memory.cache_run(kept, Scheduled())
+    memory.pending.decisions.append({"run_id": existing.id})
+    memory.pending.add_state(*task_run_state_values(existing.id, Scheduled(), existing.created))
+    memory.cache_run(existing, Scheduled())
     new = RunRecord({"id": uuid4(), "run_count": 0, "tags": []})
     memory.add_new_run(new)
     memory.queued["tests.add"] = 7
 
     memory.undo()
 
-    assert (kept.run_count, kept.state_name) == (0, "Scheduled")
-    assert memory.runs == {kept.id: (kept, None)}
+    assert (existing.run_count, existing.state_name) == (0, "Scheduled")
+    assert memory.runs == {existing.id: (existing, None)}
     assert not memory.pending
     assert memory.answers == {}
     assert memory.queued == {}

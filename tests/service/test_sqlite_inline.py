@@ -62,8 +62,8 @@ async def test_locked_database_is_awaited_without_blocking_the_loop(tmp_path: Pa
         await database.dispose()
 
     assert waited >= 0.3
-    # The loop kept running while the writer waited for the lock: at 10 ms per tick,
-    # 0.3 s of waiting gives about 30 ticks; a blocked loop would give one or two.
+    # The loop kept running while the writer waited for the lock. At 10 ms per tick,
+    # 0.3 s of waiting gives about 30 ticks, and a blocked loop would give one or two.
     assert await ticker >= 10
 
 

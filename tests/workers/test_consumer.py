@@ -35,15 +35,15 @@ async def test_running_jobs_are_skipped_before_arq_checks(redis_url: str, key_pr
         clock=RedisClock(),
         on_slot_freed=lambda: None,
     )
-    here, elsewhere, free = job_id(), job_id(), job_id()
+    local_job, remote_job, waiting_job = job_id(), job_id(), job_id()
     running_here = asyncio.get_running_loop().create_future()
-    consumer.tasks[here.decode()] = running_here
-    marker = ARQ_IN_PROGRESS_PREFIX + elsewhere.decode()
+    consumer.tasks[local_job.decode()] = running_here
+    marker = ARQ_IN_PROGRESS_PREFIX + remote_job.decode()
     try:
         await pool.set(marker, b"1", px=60_000)
 
-        assert await consumer._not_started([here, elsewhere, free]) == [free]
-        assert await consumer._not_started([here]) == []
+        assert await consumer._not_started([local_job, remote_job, waiting_job]) == [waiting_job]
+        assert await consumer._not_started([local_job]) == []
     finally:
         running_here.cancel()
         await pool.delete(marker)
